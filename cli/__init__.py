@@ -1,0 +1,1 @@
+"""The `gradetop` command line: argument parsing and one module per subcommand."""

@@ -1,0 +1,37 @@
+"""`gradetop report`: the summary of a snapshot, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from gradetop.cli.errors import UserError
+from gradetop.model.report import build_report, format_report
+from gradetop.model.snapshot import SnapshotError, load
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a snapshot written by gradetop record / run / demo")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--top", type=int, default=20, metavar="N", help="functions listed in the text report (default 20)")
+    idle = parser.add_mutually_exclusive_group()
+    idle.add_argument("--idle", dest="idle", action="store_true", default=None, help="count idle samples in function times")
+    idle.add_argument("--no-idle", dest="idle", action="store_false", help="count only active samples")
+
+
+def load_or_fail(path: str):
+    try:
+        return load(path)
+    except SnapshotError as exc:
+        raise UserError(str(exc)) from None
+
+
+def run(args) -> int:
+    profile = load_or_fail(args.file)
+    report = build_report(profile, include_idle=args.idle)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(report, top=args.top))
+    return 0

@@ -1,0 +1,216 @@
+"""The stack sampler: py-spy in overlapping windows, streamed as StackBatch records.
+
+py-spy writes its samples only when a recording ends, so one recording per
+window is run and the next is started before the current one stops: when
+the next prints that it is sampling, the current gets SIGINT and flushes.
+Windows therefore cover the wall clock with no gap (measured in bench/),
+and a sample reaches the model at most one window plus a flush after it
+was taken. Each window re-attaches, so children born meanwhile are found.
+
+Never pause the target by default: py-spy's blocking mode stops every
+thread 100 times a second, which slows many-threaded torch jobs 5-15x.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_speedscope
+from gradetop.model.records import SamplerNote
+
+START_TIMEOUT_S = 5.0
+FLUSH_TIMEOUT_S = 5.0
+RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
+"""A young interpreter is not readable at once (PYSPY.md): retry before saying 'not Python'."""
+
+
+@dataclass
+class StackOptions:
+    rate_hz: float = 100.0
+    window_s: float = 0.5
+    subprocesses: bool = True
+    native: bool = False
+    blocking: bool = False
+    lead_s: float = 0.15
+    """How long before a window's end the next one is started (py-spy attaches in ~30-60 ms)."""
+
+    def args(self) -> list[str]:
+        args = ["record", "-f", "speedscope", "--idle", "-t", "-F", "-r", str(int(round(self.rate_hz)))]
+        if self.subprocesses:
+            args.append("-s")
+        if self.native:
+            args.append("-n")
+        if not self.blocking:
+            args.append("--nonblocking")
+        return args
+
+
+@dataclass
+class _Window:
+    proc: subprocess.Popen
+    output: str
+    stderr_path: str
+    started: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)
+    t_launch: float = 0.0
+    t_start: float = 0.0
+    t_end: float = 0.0
+
+
+class StackSampler(threading.Thread):
+    """Samples `pid` (and its children) until stopped or the process tree ends."""
+
+    def __init__(self, pid: int, emit: Callable[[object], None], options: StackOptions | None = None) -> None:
+        super().__init__(name=f"gradetop-stacks-{pid}", daemon=True)
+        self.pid = pid
+        self.emit = emit
+        self.options = options or StackOptions()
+        self._stopping = threading.Event()
+        self._tmp = tempfile.mkdtemp(prefix="gradetop-")
+        self._seq = 0
+        self._seen: set[tuple[int, int]] = set()
+        self.windows = 0
+        self.failure: tuple[str, str] | None = None
+
+    def stop(self) -> None:
+        """Ask for the last window to be flushed and the thread to end."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _run(self) -> None:
+        current = self._attach()
+        if current is None:
+            return
+        self.emit(SamplerNote(time.time(), self.pid, "sampling", f"sampling process {self.pid} with py-spy"))
+        while True:
+            due = current.t_start + self.options.window_s - self.options.lead_s
+            if self._stopping.wait(max(0.0, due - time.time())) or current.stopped.is_set():
+                self._finish(current, time.time())
+                return
+            upcoming = self._launch()
+            while not upcoming.started.wait(0.02):
+                if upcoming.proc.poll() is not None or current.stopped.is_set() or self._stopping.is_set():
+                    break
+            if upcoming.started.is_set():
+                self._finish(current, upcoming.t_start)
+                current = upcoming
+                continue
+            # The next window could not start: the target is gone or stopping.
+            self._discard(upcoming)
+            self._finish(current, time.time())
+            return
+
+    def _attach(self) -> _Window | None:
+        """First window, retried while the target is young; reports why if it never works."""
+        for delay in (*RETRY_DELAYS_S, None):
+            window = self._launch()
+            while not window.started.wait(0.02):
+                if window.proc.poll() is not None:
+                    break
+                if self._stopping.is_set():
+                    self._discard(window)
+                    return None
+            if window.started.is_set():
+                return window
+            kind, message = explain_failure(self._stderr(window), self.pid)
+            self._discard(window)
+            if kind in ("permission", "gone") or delay is None:
+                break
+            if self._stopping.wait(delay):
+                return None
+        self.failure = (kind, message)
+        self.emit(SamplerNote(time.time(), self.pid, kind, message))
+        return None
+
+    def _launch(self) -> _Window:
+        self._seq += 1
+        output = os.path.join(self._tmp, f"w{self._seq}.json")
+        stderr_path = output + ".err"
+        cmd = [find_pyspy(), *self.options.args(), "-p", str(self.pid), "-o", output]
+        t_launch = time.time()
+        with open(stderr_path, "wb") as err:
+            # Own session: a Ctrl-C at the terminal must not kill a window before we flush it.
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True
+            )
+        window = _Window(proc, output, stderr_path, t_launch=t_launch)
+        threading.Thread(target=self._watch, args=(window,), name="gradetop-pyspy-out", daemon=True).start()
+        return window
+
+    @staticmethod
+    def _watch(window: _Window) -> None:
+        """Timestamps py-spy's 'Sampling' and 'Stopped sampling' lines: the window's true edges."""
+        with window.proc.stdout as out:
+            for raw in out:
+                line = raw.decode(errors="replace")
+                if "Sampling process" in line and not window.started.is_set():
+                    window.t_start = time.time()
+                    window.started.set()
+                elif "Stopped sampling" in line:
+                    window.t_end = time.time()
+                    window.stopped.set()
+        window.stopped.set()
+
+    def _finish(self, window: _Window, t_cut: float) -> None:
+        """Stop a window, read its file and emit what it saw up to `t_cut`."""
+        if window.proc.poll() is None:
+            try:
+                os.kill(window.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        try:
+            window.proc.wait(FLUSH_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            window.proc.kill()
+            window.proc.wait()
+        window.stopped.wait(1.0)
+        t_end = window.t_end or time.time()
+        t_end = min(t_end, max(t_cut, window.t_start))
+        try:
+            with open(window.output, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        if data:
+            batch = parse_speedscope(data, window.t_start, t_end, self._seen)
+            self._seen = {(ts.pid, ts.tid) for ts in batch.threads}
+            self.windows += 1
+            self.emit(batch)
+        self._cleanup(window)
+
+    def _discard(self, window: _Window) -> None:
+        if window.proc.poll() is None:
+            window.proc.kill()
+        window.proc.wait()
+        self._cleanup(window)
+
+    @staticmethod
+    def _stderr(window: _Window) -> str:
+        window.proc.wait()
+        try:
+            with open(window.stderr_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    @staticmethod
+    def _cleanup(window: _Window) -> None:
+        for path in (window.output, window.stderr_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+

@@ -1,0 +1,128 @@
+"""The workflow being watched: a command gradetop spawned, or a process it attached to.
+
+Only a spawned target is ever signalled; an attached one is left exactly as
+it was found.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+
+from gradetop.model.records import OutputLine
+
+
+class TargetError(Exception):
+    """The target cannot be started or found; the message is one line for the user."""
+
+
+class Target:
+    def __init__(self, pid: int, popen: subprocess.Popen | None, command: list[str]) -> None:
+        self.pid = pid
+        self.popen = popen
+        self.command = command
+        self.exit_code: int | None = None
+
+    @property
+    def spawned(self) -> bool:
+        return self.popen is not None
+
+    @classmethod
+    def spawn(cls, command: list[str], on_output: Callable[[OutputLine], None] | None = None,
+              env: dict[str, str] | None = None) -> "Target":
+        """Start `command`; with `on_output`, its stdout and stderr are captured line by line."""
+        if not command:
+            raise TargetError("no command given: put it after --, as in gradetop record -- python train.py")
+        exe = command[0]
+        if os.sep in exe:
+            if not os.path.exists(exe):
+                raise TargetError(f"command not found: {exe}")
+            if not os.access(exe, os.X_OK) or os.path.isdir(exe):
+                raise TargetError(f"command is not executable: {exe}")
+        elif shutil.which(exe) is None:
+            raise TargetError(f"command not found: {exe}")
+        capture = on_output is not None
+        try:
+            popen = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL if capture else None,
+                stdout=subprocess.PIPE if capture else None,
+                stderr=subprocess.PIPE if capture else None,
+                env={**os.environ, **(env or {})},
+            )
+        except OSError as exc:
+            raise TargetError(f"cannot start {exe}: {exc.strerror or exc}") from None
+        target = cls(popen.pid, popen, list(command))
+        if capture:
+            for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
+                threading.Thread(target=_pump, args=(pipe, stream, on_output), daemon=True,
+                                 name=f"gradetop-{stream}").start()
+        return target
+
+    @classmethod
+    def attach(cls, pid: int) -> "Target":
+        try:
+            proc = psutil.Process(pid)
+            command = proc.cmdline()
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                raise TargetError(f"process {pid} has already exited (it is a zombie)")
+        except psutil.NoSuchProcess:
+            raise TargetError(f"no process with pid {pid}") from None
+        except psutil.AccessDenied:
+            command = []
+        return cls(pid, None, command)
+
+    def poll(self) -> int | None:
+        """The exit status once the target ended (None for an attached one that still runs or whose status is not ours)."""
+        if self.popen is not None:
+            code = self.popen.poll()
+            if code is not None:
+                self.exit_code = code
+            return code
+        return None
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        try:
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def stop(self, grace_s: float = 5.0) -> int | None:
+        """Stop a spawned target politely: SIGINT, then SIGTERM, then SIGKILL, each after `grace_s`."""
+        if self.popen is None:
+            return None
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if self.popen.poll() is not None:
+                break
+            try:
+                self.popen.send_signal(sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.popen.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                continue
+        self.exit_code = self.popen.wait()
+        return self.exit_code
+
+
+def _pump(pipe, stream: str, on_output: Callable[[OutputLine], None]) -> None:
+    with pipe:
+        for raw in pipe:
+            on_output(OutputLine(time.time(), stream, raw.decode(errors="replace").rstrip("\n")))
+
+
+def shell_status(code: int | None) -> int:
+    """An exit status as a shell reports it: 128 + N for a process ended by signal N."""
+    if code is None:
+        return 0
+    return 128 - code if code < 0 else code

@@ -1,0 +1,3 @@
+from gradetop.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""A numpy array that grows by amortised doubling.
+
+The model appends samples a few hundred at a time for hours; numpy arrays
+cannot grow in place, and Python lists of ints cost 28+ bytes each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class GrowableArray:
+    __slots__ = ("_data", "_size")
+
+    def __init__(self, dtype, capacity: int = 64) -> None:
+        self._data = np.empty(max(capacity, 1), dtype=dtype)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index):
+        return self._data[: self._size][index]
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.nbytes
+
+    def view(self) -> np.ndarray:
+        """The filled part, without a copy: valid until the next append."""
+        return self._data[: self._size]
+
+    def _reserve(self, extra: int) -> None:
+        need = self._size + extra
+        if need > len(self._data):
+            grown = np.empty(max(need, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+
+    def append(self, value) -> None:
+        self._reserve(1)
+        self._data[self._size] = value
+        self._size += 1
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=self._data.dtype)
+        self._reserve(len(values))
+        self._data[self._size : self._size + len(values)] = values
+        self._size += len(values)
+
+    def replace(self, values) -> None:
+        """Set the whole content (used by compaction)."""
+        values = np.asarray(values, dtype=self._data.dtype)
+        self._data = np.array(values, dtype=self._data.dtype, copy=True)
+        if len(self._data) == 0:
+            self._data = np.empty(1, dtype=values.dtype)
+        self._size = len(values)
+
+    @classmethod
+    def from_array(cls, values, dtype) -> "GrowableArray":
+        arr = cls(dtype, capacity=max(len(values), 1))
+        arr.extend(values)
+        return arr

@@ -1,0 +1,52 @@
+"""What the model knows of each process and thread it watched."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class ProcessInfo:
+    pid: int
+    ppid: int
+    cmdline: list[str]
+    name: str = ""
+    host: str = ""
+    create_time: float = 0.0
+    end_time: float | None = None
+    exit_code: int | None = None
+    """Exit status where the monitor could learn it; a negative value is the signal that ended it."""
+    sampled: bool = False
+    """Stacks were read from this process."""
+    why_not_sampled: str = ""
+
+    @property
+    def alive(self) -> bool:
+        return self.end_time is None
+
+    @property
+    def command(self) -> str:
+        return " ".join(self.cmdline) if self.cmdline else self.name
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ProcessInfo":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class ThreadInfo:
+    pid: int
+    tid: int
+    name: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ThreadInfo":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

@@ -1,0 +1,219 @@
+"""The whole in-memory model of one monitored workflow.
+
+A Profile takes collector records (model.records) and keeps them as interned
+frames, a sample timeline, resource series and process/thread facts. It is
+written by one thread (the monitor's ingest loop); readers take `lock` for
+the short time it takes to copy what they draw.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from gradetop._version import __version__
+from gradetop.model.calltree import CallTree, build_tree
+from gradetop.model.processes import ProcessInfo, ThreadInfo
+from gradetop.model.records import (
+    OutputLine,
+    ProcessEnded,
+    ResourceBatch,
+    SamplerNote,
+    StackBatch,
+)
+from gradetop.model.series import PROCESS_COLUMNS, THREAD_COLUMNS, Series
+from gradetop.model.stacks import StackTable
+from gradetop.model.timeline import Timeline
+
+OUTPUT_LINES_KEPT = 10_000
+RECENT_THREAD_READINGS = 64
+
+
+@dataclass
+class ProfileMeta:
+    host: str = field(default_factory=socket.gethostname)
+    start_time: float = field(default_factory=time.time)
+    end_time: float | None = None
+    rate_hz: float = 100.0
+    command: list[str] = field(default_factory=list)
+    target_pid: int | None = None
+    mode: str = "record"
+    exit_code: int | None = None
+    gradetop_version: str = __version__
+    ticks: int = 0
+    """Sampling ticks py-spy made, summed over windows."""
+    sampled_s: float = 0.0
+    """Wall seconds covered by sampling windows."""
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ProfileMeta":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class Profile:
+    def __init__(self, meta: ProfileMeta | None = None) -> None:
+        self.meta = meta or ProfileMeta()
+        self.stacks = StackTable()
+        self.timeline = Timeline()
+        self.process_series = Series(PROCESS_COLUMNS)
+        self.thread_series = Series(THREAD_COLUMNS)
+        self.processes: dict[int, ProcessInfo] = {}
+        self.threads: dict[tuple[int, int], ThreadInfo] = {}
+        self.notes: list[SamplerNote] = []
+        self.output: deque[OutputLine] = deque(maxlen=OUTPUT_LINES_KEPT)
+        self.lock = threading.RLock()
+        self._recent_active: dict[tuple[int, int], deque[tuple[float, float]]] = {}
+        self.last_resource_time = 0.0
+
+    @property
+    def frames(self):
+        return self.stacks.frames
+
+    # ---- ingest -------------------------------------------------------------
+
+    def ingest(self, record) -> None:
+        """Take one collector record (any of model.records)."""
+        with self.lock:
+            if isinstance(record, StackBatch):
+                self._ingest_stacks(record)
+            elif isinstance(record, ResourceBatch):
+                self._ingest_resources(record)
+            elif isinstance(record, ProcessEnded):
+                self._ingest_ended(record)
+            elif isinstance(record, SamplerNote):
+                self._ingest_note(record)
+            elif isinstance(record, OutputLine):
+                self.output.append(record)
+            else:
+                raise TypeError(f"not a collector record: {type(record).__name__}")
+
+    def _ingest_stacks(self, batch: StackBatch) -> None:
+        local_to_global = np.fromiter(
+            (self.frames.intern(func, file, line) for func, file, line in batch.frames),
+            dtype=np.int64,
+            count=len(batch.frames),
+        )
+        nodes_of: dict[tuple[int, ...], int] = {}
+        for ts in batch.threads:
+            if len(ts.times) == 0:
+                continue
+            nodes = np.empty(len(ts.stacks), dtype=np.int32)
+            for i, local in enumerate(ts.stacks):
+                node = nodes_of.get(local)
+                if node is None:
+                    node = self.stacks.intern(local_to_global[list(local)] if local else ())
+                    nodes_of[local] = node
+                nodes[i] = node
+            active = self._active_seconds(ts.pid, ts.tid, ts.times, ts.weights)
+            self.timeline.append(
+                t=ts.times, w=ts.weights, active=active, n=1, stack=nodes, pid=ts.pid, tid=ts.tid, flags=0
+            )
+            key = (ts.pid, ts.tid)
+            if key not in self.threads or (ts.name and self.threads[key].name != ts.name):
+                self.threads[key] = ThreadInfo(ts.pid, ts.tid, ts.name)
+            proc = self.processes.get(ts.pid)
+            if proc is None:
+                cmd = batch.commands.get(ts.pid, "")
+                proc = self.processes[ts.pid] = ProcessInfo(ts.pid, 0, cmd.split(), host=self.meta.host)
+            if not proc.sampled:
+                proc.sampled = True
+                proc.why_not_sampled = ""
+        self.meta.ticks += batch.ticks
+        self.meta.sampled_s += max(0.0, batch.t_end - batch.t_start)
+        self.timeline.compact()
+
+    def _active_seconds(self, pid: int, tid: int, times: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Seconds of each sample the thread was running or runnable, from its kernel counter around it."""
+        recent = self._recent_active.get((pid, tid))
+        if not recent or len(recent) < 2:
+            # No kernel reading of this thread (it lived between two readings): count it as running.
+            return weights.astype(np.float32)
+        rt, rc = np.array(recent).T
+        half = weights / 2.0
+        active = np.interp(times + half, rt, rc) - np.interp(times - half, rt, rc)
+        return np.clip(active, 0.0, weights).astype(np.float32)
+
+    def _ingest_resources(self, batch: ResourceBatch) -> None:
+        procs = batch.processes
+        if procs:
+            self.process_series.append(
+                t=batch.t,
+                pid=np.array([p.pid for p in procs]),
+                cpu_s=np.array([p.cpu_s for p in procs]),
+                rss=np.array([p.rss for p in procs]),
+                read_bytes=np.array([p.read_bytes for p in procs]),
+                write_bytes=np.array([p.write_bytes for p in procs]),
+                threads=np.array([p.num_threads for p in procs]),
+            )
+        pids, tids, cpus, actives = [], [], [], []
+        for p in procs:
+            info = self.processes.get(p.pid)
+            if info is None:
+                info = self.processes[p.pid] = ProcessInfo(p.pid, p.ppid, list(p.cmdline), host=self.meta.host)
+            info.ppid = p.ppid
+            info.name = p.name
+            info.create_time = p.create_time
+            if p.cmdline:
+                info.cmdline = list(p.cmdline)
+            for tid, (cpu_s, active_s) in p.thread_times.items():
+                pids.append(p.pid)
+                tids.append(tid)
+                cpus.append(cpu_s)
+                actives.append(active_s)
+                recent = self._recent_active.get((p.pid, tid))
+                if recent is None:
+                    recent = self._recent_active[(p.pid, tid)] = deque(maxlen=RECENT_THREAD_READINGS)
+                recent.append((batch.t, active_s))
+        if pids:
+            self.thread_series.append(
+                t=batch.t, pid=np.array(pids), tid=np.array(tids), cpu_s=np.array(cpus), active_s=np.array(actives)
+            )
+        self.last_resource_time = batch.t
+        self.process_series.thin()
+        self.thread_series.thin()
+
+    def _ingest_ended(self, ended: ProcessEnded) -> None:
+        info = self.processes.get(ended.pid)
+        if info is None:
+            info = self.processes[ended.pid] = ProcessInfo(ended.pid, 0, [], host=self.meta.host)
+        info.end_time = ended.t
+        if ended.exit_code is not None:
+            info.exit_code = ended.exit_code
+        for key in [k for k in self._recent_active if k[0] == ended.pid]:
+            del self._recent_active[key]
+
+    def _ingest_note(self, note: SamplerNote) -> None:
+        self.notes.append(note)
+        info = self.processes.get(note.pid)
+        if info is not None and note.kind in ("not-python", "permission", "error") and not info.sampled:
+            info.why_not_sampled = note.message
+
+    # ---- derived views ----------------------------------------------------------
+
+    def tree(self, t0=None, t1=None, pids=None, tids=None, weight: str = "w") -> CallTree:
+        """The calling-context tree of a slice of the run (wall or on-CPU seconds)."""
+        with self.lock:
+            rows = self.timeline.rows(self.timeline.select(t0, t1, pids, tids))
+            return build_tree(self.stacks, rows, weight)
+
+    @property
+    def duration_s(self) -> float:
+        end = self.meta.end_time if self.meta.end_time is not None else time.time()
+        return max(0.0, end - self.meta.start_time)
+
+    @property
+    def achieved_rate_hz(self) -> float:
+        return self.meta.ticks / self.meta.sampled_s if self.meta.sampled_s > 0 else 0.0
+
+    @property
+    def nbytes(self) -> int:
+        return self.timeline.nbytes + self.process_series.nbytes + self.thread_series.nbytes

@@ -1,0 +1,107 @@
+"""The summary of a profile: the `report --json` contract and its text form."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from gradetop.model.calltree import top_functions
+from gradetop.model.profile import Profile
+from gradetop.model.snapshot import VERSION
+from gradetop.model.stacks import short_path
+
+
+def build_report(profile: Profile, include_idle: bool | None = None, limit: int | None = None) -> dict:
+    """The JSON report.
+
+    Function times are seconds summed over threads. Without idle, a sample
+    counts for the seconds its thread was running or runnable (what py-spy
+    calls active); with idle, for the whole wall time it stands for.
+    """
+    if include_idle is None:
+        include_idle = bool(profile.meta.options.get("idle", False))
+    with profile.lock:
+        tree = profile.tree(weight="w" if include_idle else "active")
+        functions = top_functions(tree)
+        if limit is not None:
+            functions = functions[:limit]
+        processes = sorted(profile.processes.values(), key=lambda p: (p.create_time or 0, p.pid))
+        meta = profile.meta
+        report = {
+            "version": VERSION,
+            "gradetop": meta.gradetop_version,
+            "host": meta.host,
+            "command": meta.command,
+            "start_time": meta.start_time,
+            "duration_s": round(profile.duration_s, 6),
+            "samples": profile.timeline.samples,
+            "rate_hz": meta.rate_hz,
+            "achieved_rate_hz": round(profile.achieved_rate_hz, 3),
+            "coverage": round(min(1.0, meta.sampled_s / profile.duration_s), 4) if profile.duration_s else 0.0,
+            "idle_included": include_idle,
+            "exit_code": meta.exit_code,
+            "processes": [
+                {
+                    "pid": p.pid,
+                    "ppid": p.ppid,
+                    "cmdline": p.command,
+                    "exit_code": p.exit_code,
+                    "sampled": p.sampled,
+                    "why_not_sampled": p.why_not_sampled or None,
+                }
+                for p in processes
+            ],
+            "threads": [
+                {"pid": t.pid, "tid": t.tid, "name": t.name} for t in sorted(profile.threads.values(), key=lambda t: (t.pid, t.tid))
+            ],
+            "functions": [
+                {
+                    "function": f.function,
+                    "file": f.file,
+                    "line": f.line,
+                    "self_s": round(f.self_s, 6),
+                    "total_s": round(f.total_s, 6),
+                    "self_samples": f.self_n,
+                    "total_samples": f.total_n,
+                }
+                for f in functions
+            ],
+            "phases": [],
+            "notes": [{"pid": n.pid, "kind": n.kind, "message": n.message} for n in profile.notes],
+        }
+    return report
+
+
+def format_report(report: dict, top: int = 20) -> str:
+    """The report as a reader wants it in a terminal (80 columns)."""
+    started = _dt.datetime.fromtimestamp(report["start_time"]).strftime("%Y-%m-%d %H:%M:%S")
+    lines = [
+        f"gradetop report: {' '.join(report['command']) or '(attached)'}",
+        f"  host {report['host']}, started {started}, duration {report['duration_s']:.1f} s",
+        f"  {report['samples']} samples at {report['achieved_rate_hz']:.0f} Hz (asked {report['rate_hz']:g} Hz),"
+        f" {report['coverage'] * 100:.1f}% of wall time sampled",
+    ]
+    if report.get("exit_code") is not None:
+        lines.append(f"  exit code {report['exit_code']}")
+    lines.append("")
+    lines.append("Processes")
+    for p in report["processes"]:
+        state = "sampled" if p["sampled"] else f"not sampled: {p['why_not_sampled'] or 'no stacks seen'}"
+        code = "" if p["exit_code"] is None else f", exit {p['exit_code']}"
+        lines.append(f"  {p['pid']:>7}  {_clip(p['cmdline'], 50):<50}  {state}{code}")
+    kind = "wall seconds, idle included" if report["idle_included"] else "active seconds"
+    lines.append("")
+    lines.append(f"Top functions ({kind}, summed over threads)")
+    lines.append(f"  {'total s':>8} {'own s':>8}  function")
+    for f in report["functions"][:top]:
+        where = f"{short_path(f['file'])}:{f['line']}"
+        lines.append(f"  {f['total_s']:>8.2f} {f['self_s']:>8.2f}  {_clip(f['function'], 36)} ({_clip(where, 24)})")
+    if not report["functions"]:
+        lines.append("  (no stack samples)")
+    for n in report["notes"]:
+        if n["kind"] != "sampling":
+            lines.append(f"note: pid {n['pid']}: {n['message']}")
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

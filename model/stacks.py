@@ -1,0 +1,148 @@
+"""Interned frames and stacks.
+
+Every distinct (function, file, line) is stored once and named by an integer;
+every distinct stack is a node of a prefix trie over those integers, so a
+stack id *is* a node of the calling-context tree and trees are derived by
+summing sample weights over node ids. Nothing here knows about time or
+threads: that is the timeline's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradetop.model.growable import GrowableArray
+
+ROOT = 0
+"""Node id of the trie's root: the empty stack, above every thread's entry point."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    function: str
+    file: str
+    line: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.function} ({short_path(self.file)}:{self.line})"
+
+
+def short_path(path: str) -> str:
+    """The part of a path a reader recognises: the package path below site-packages, or the file name."""
+    for marker in ("site-packages/", "dist-packages/", "lib/python3"):
+        cut = path.rfind(marker)
+        if cut >= 0:
+            rest = path[cut + len(marker):]
+            if marker == "lib/python3":
+                rest = rest.split("/", 1)[-1]
+            return rest
+    return path.rsplit("/", 1)[-1]
+
+
+class FrameTable:
+    """Frames interned once; `function_of[frame]` groups frames of one function."""
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self._ids: dict[tuple[str, str, int], int] = {}
+        # A function is (name, file): the unit of the top-functions table.
+        self._function_ids: dict[tuple[str, str], int] = {}
+        self.functions: list[tuple[str, str]] = []
+        self.function_of = GrowableArray(np.int32)
+        self.line_of = GrowableArray(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def intern(self, function: str, file: str, line: int) -> int:
+        key = (function, file, line)
+        fid = self._ids.get(key)
+        if fid is None:
+            fid = len(self.frames)
+            self._ids[key] = fid
+            self.frames.append(Frame(function, file, line))
+            fkey = (function, file)
+            func = self._function_ids.get(fkey)
+            if func is None:
+                func = len(self.functions)
+                self._function_ids[fkey] = func
+                self.functions.append(fkey)
+            self.function_of.append(func)
+            self.line_of.append(line)
+        return fid
+
+
+class StackTable:
+    """A prefix trie of frame ids: node = (parent node, frame), root = node 0.
+
+    Children are always created after their parent, so node ids are in
+    topological order: summing from the last node to the first visits every
+    child before its parent.
+    """
+
+    def __init__(self, frames: FrameTable | None = None) -> None:
+        self.frames = frames if frames is not None else FrameTable()
+        self.parent = GrowableArray(np.int32)
+        self.frame = GrowableArray(np.int32)
+        self.depth = GrowableArray(np.int16)
+        # True where an ancestor runs the same function: such a node's total
+        # is already inside the ancestor's, so function totals skip it.
+        self.recursive = GrowableArray(np.bool_)
+        self._children: dict[tuple[int, int], int] = {}
+        self.parent.append(-1)
+        self.frame.append(-1)
+        self.depth.append(0)
+        self.recursive.append(False)
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    def intern(self, frame_ids) -> int:
+        """Node id of a stack given root-first frame ids."""
+        node = ROOT
+        children = self._children
+        for fid in frame_ids:
+            key = (node, fid)
+            child = children.get(key)
+            if child is None:
+                child = self.add_node(node, int(fid))
+            node = child
+        return node
+
+    def add_node(self, parent: int, fid: int) -> int:
+        """Append a new child of `parent` running frame `fid` (loading a saved trie node by node)."""
+        node = len(self.parent)
+        self._children[(parent, fid)] = node
+        func = self.frames.function_of[fid]
+        function_of = self.frames.function_of.view()
+        frame = self.frame.view()
+        parent_arr = self.parent.view()
+        recursive = False
+        ancestor = parent
+        while ancestor > ROOT:
+            if function_of[frame[ancestor]] == func:
+                recursive = True
+                break
+            ancestor = parent_arr[ancestor]
+        self.parent.append(parent)
+        self.frame.append(fid)
+        self.depth.append(self.depth[parent] + 1)
+        self.recursive.append(recursive)
+        return node
+
+    def path(self, node: int) -> list[int]:
+        """Frame ids from the root down to `node`."""
+        frames = []
+        parent = self.parent.view()
+        frame = self.frame.view()
+        while node > ROOT:
+            frames.append(int(frame[node]))
+            node = int(parent[node])
+        frames.reverse()
+        return frames
+
+    def frames_of(self, node: int) -> list[Frame]:
+        return [self.frames.frames[f] for f in self.path(node)]
