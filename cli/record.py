@@ -110,8 +110,8 @@ def record(profile: Profile, target: Target, options: StackOptions, output: str,
     reported = False
     try:
         while not stop.wait(0.1):
-            if not reported and monitor.stacks.failure:
-                say(monitor.stacks.failure[1] + "; recording CPU and memory only")
+            if not reported and monitor.failure():
+                say(monitor.failure() + "; recording CPU and memory only")
                 reported = True
             if target.spawned and target.poll() is not None:
                 break
@@ -131,13 +131,14 @@ def record(profile: Profile, target: Target, options: StackOptions, output: str,
         profile.ingest(ProcessEnded(target.pid, time.time(), target.exit_code))
         profile.meta.exit_code = target.exit_code
     profile.meta.end_time = time.time()
-    if not reported and monitor.stacks.failure:
-        say(monitor.stacks.failure[1] + "; recorded CPU and memory only")
+    failure = None if monitor.sampling else (monitor.failure() or "no Python stacks were seen")
+    if failure and not reported:
+        say(failure + "; recorded CPU and memory only")
     written = write_snapshot(profile, output)
     say(f"wrote {written}: {profile.timeline.samples} samples over {profile.duration_s:.1f} s")
     if target.spawned:
         return shell_status(target.exit_code)
-    return EXIT_PARTIAL if monitor.stacks.failure else 0
+    return EXIT_PARTIAL if failure else 0
 
 
 def write_snapshot(profile: Profile, output: str) -> str:

@@ -1,7 +1,8 @@
 """The monitor: runs the samplers on one process tree and feeds one Profile.
 
 Samplers hand records to a queue; one ingest thread joins them into the
-model. A stack window is held back until the resource readings have passed
+model and starts a stack sampler for each process the resource sampler
+finds in the tree (children come and go: pool workers, data loaders). A stack window is held back until the resource readings have passed
 its end, so each sample can be told active or idle from its thread's kernel
 counters (a sample reaches the model at most one window + one reading late).
 """
@@ -15,7 +16,7 @@ import time
 from gradetop.collectors.resources import ResourceSampler
 from gradetop.collectors.stacks import StackOptions, StackSampler
 from gradetop.model.profile import Profile
-from gradetop.model.records import StackBatch
+from gradetop.model.records import ResourceBatch, StackBatch
 
 JOIN_WAIT_S = 1.0
 """Longest a stack window waits for resource readings (the process may be gone)."""
@@ -28,18 +29,22 @@ class Monitor:
         self.pid = pid
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.resources = ResourceSampler(pid, self._queue.put, resource_hz)
-        self.stacks = StackSampler(pid, self._queue.put, stack_options) if stacks else None
+        self.stack_options = stack_options or StackOptions()
+        self.sample_stacks = stacks
+        self.samplers: dict[int, StackSampler] = {}
+        """Stack sampler per process id, alive or finished (written by the ingest thread only)."""
+        self._samplers_lock = threading.Lock()
         self._ingest = threading.Thread(target=self._ingest_loop, name="gradetop-ingest", daemon=True)
         self._stopping = threading.Event()
+        self._ingest_done = threading.Event()
         self._held: list[tuple[float, StackBatch]] = []
         self.batches = 0
         self.latencies: list[float] = []
         """Seconds from each window's end to its samples being in the model (for the benchmark)."""
 
     def start(self) -> "Monitor":
+        self._start_sampler(self.pid)
         self.resources.start()
-        if self.stacks is not None:
-            self.stacks.start()
         self._ingest.start()
         return self
 
@@ -47,14 +52,42 @@ class Monitor:
     def target_gone(self) -> bool:
         return self.resources.root_gone.is_set()
 
+    @property
+    def sampling(self) -> bool:
+        """Stacks of at least one process are being (or were) read."""
+        with self._samplers_lock:
+            return any(s.sampling.is_set() for s in self.samplers.values())
+
+    def failure(self) -> str | None:
+        """Why no stacks could be read, once every sampler has given up without sampling; else None."""
+        with self._samplers_lock:
+            samplers = list(self.samplers.values())
+        if not samplers or any(s.sampling.is_set() or s.failure is None for s in samplers):
+            return None
+        root = self.samplers.get(self.pid)
+        return (root or samplers[0]).failure[1]
+
+    def _start_sampler(self, pid: int) -> None:
+        if not self.sample_stacks or self._stopping.is_set():
+            return
+        with self._samplers_lock:
+            if pid in self.samplers:
+                return
+            sampler = self.samplers[pid] = StackSampler(pid, self._queue.put, self.stack_options)
+        sampler.start()
+
     def stop(self) -> None:
-        """Flush the last stack window, take a last reading, and ingest everything."""
-        if self.stacks is not None:
-            self.stacks.stop()
-            self.stacks.join()
+        """Flush the last stack windows, take a last reading, and ingest everything."""
+        self._stopping.set()
+        with self._samplers_lock:
+            samplers = list(self.samplers.values())
+        for sampler in samplers:
+            sampler.stop()
+        for sampler in samplers:
+            sampler.join()
         self.resources.stop()
         self.resources.join()
-        self._stopping.set()
+        self._ingest_done.set()
         self._ingest.join()
 
     def put(self, record) -> None:
@@ -72,8 +105,11 @@ class Monitor:
                     self._held.append((time.monotonic(), record))
                 else:
                     self.profile.ingest(record)
+                if isinstance(record, ResourceBatch) and self.stack_options.subprocesses:
+                    for reading in record.processes:
+                        self._start_sampler(reading.pid)
             self._release_held(force=False)
-            if record is None and self._stopping.is_set() and self._queue.empty():
+            if record is None and self._ingest_done.is_set() and self._queue.empty():
                 self._release_held(force=True)
                 return
 

@@ -24,7 +24,7 @@ PTRACE_FIX = (
     "or allow it with sysctl kernel.yama.ptrace_scope=0"
 )
 
-_PROFILE_NAME = re.compile(r'^Process (\d+) Thread (\d+)(?: "(.*)")?$')
+_PROFILE_NAME = re.compile(r'^(?:Process (\d+) )?Thread (\d+)(?: "(.*)")?$')
 _THREAD_FRAME = re.compile(r"^thread \((\d+|0x[0-9a-fA-F]+)\)(?:: (.*))?$")
 _PROCESS_FRAME = re.compile(r'^process (\d+):"(.*)"$')
 
@@ -75,11 +75,12 @@ def explain_failure(stderr: str, pid: int) -> tuple[str, str]:
 
 def parse_speedscope(
     data: str | bytes,
+    pid: int,
     t_start: float,
     t_end: float,
     continuing: set[tuple[int, int]] = frozenset(),
 ) -> StackBatch:
-    """A StackBatch from one window of `py-spy record -f speedscope --idle -s -t`.
+    """A StackBatch from one window of `py-spy record -f speedscope --idle -t` on `pid`.
 
     py-spy keeps every tick of every thread in order but no timestamps, and
     its rate drifts; so a tick stands for (window wall time / ticks), and a
@@ -124,16 +125,17 @@ def parse_speedscope(
         m = _PROFILE_NAME.match(p.get("name", ""))
         if not m:
             continue
-        pid, tid = int(m.group(1)), int(m.group(2))
+        tid = int(m.group(2))
         name = m.group(3) or thread_names.get(tid, "")
+        thread_pid = int(m.group(1)) if m.group(1) else pid
         samples = p.get("samples", [])
         n = len(samples)
         if n == 0:
             continue
-        offset = 0 if (pid, tid) in continuing or n == ticks else ticks - n
+        offset = 0 if (thread_pid, tid) in continuing or n == ticks else ticks - n
         times = t_start + (np.arange(n) + offset + 0.5) * dt
         stacks = [tuple(local[i] for i in s if keep[i]) for s in samples]
         threads.append(
-            ThreadSamples(pid, tid, name, times, np.full(n, dt, dtype=np.float32), stacks)
+            ThreadSamples(thread_pid, tid, name, times, np.full(n, dt, dtype=np.float32), stacks)
         )
-    return StackBatch(t_start, t_end, ticks, frames, threads, commands)
+    return StackBatch(pid, t_start, t_end, ticks, frames, threads, commands)

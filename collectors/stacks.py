@@ -1,11 +1,15 @@
-"""The stack sampler: py-spy in overlapping windows, streamed as StackBatch records.
+"""The stack sampler of one process: py-spy in overlapping windows, streamed as StackBatch records.
 
 py-spy writes its samples only when a recording ends, so one recording per
 window is run and the next is started before the current one stops: when
-the next prints that it is sampling, the current gets SIGINT and flushes.
-Windows therefore cover the wall clock with no gap (measured in bench/),
-and a sample reaches the model at most one window plus a flush after it
-was taken. Each window re-attaches, so children born meanwhile are found.
+the next prints that it is sampling (its first tick), the current gets
+SIGINT and flushes at its next tick. Windows therefore cover the wall
+clock with no gap (measured in bench/), and a sample reaches the model at
+most one window plus a flush after it was taken.
+
+One sampler per process, not py-spy's -s: under -s, children attach
+asynchronously after the first tick, so every window would open with a gap
+in every child. The monitor starts a sampler for each process it finds.
 
 Never pause the target by default: py-spy's blocking mode stops every
 thread 100 times a second, which slows many-threaded torch jobs 5-15x.
@@ -37,6 +41,7 @@ class StackOptions:
     rate_hz: float = 100.0
     window_s: float = 0.5
     subprocesses: bool = True
+    """Sample the children of the target too (the monitor's job: each gets its own sampler)."""
     native: bool = False
     blocking: bool = False
     lead_s: float = 0.15
@@ -44,8 +49,6 @@ class StackOptions:
 
     def args(self) -> list[str]:
         args = ["record", "-f", "speedscope", "--idle", "-t", "-F", "-r", str(int(round(self.rate_hz)))]
-        if self.subprocesses:
-            args.append("-s")
         if self.native:
             args.append("-n")
         if not self.blocking:
@@ -78,7 +81,9 @@ class StackSampler(threading.Thread):
         self._seq = 0
         self._seen: set[tuple[int, int]] = set()
         self.windows = 0
+        self.sampling = threading.Event()
         self.failure: tuple[str, str] | None = None
+        """(kind, message) when the process could never be sampled."""
 
     def stop(self) -> None:
         """Ask for the last window to be flushed and the thread to end."""
@@ -95,6 +100,7 @@ class StackSampler(threading.Thread):
         if current is None:
             return
         self.emit(SamplerNote(time.time(), self.pid, "sampling", f"sampling process {self.pid} with py-spy"))
+        self.sampling.set()
         while True:
             due = current.t_start + self.options.window_s - self.options.lead_s
             if self._stopping.wait(max(0.0, due - time.time())) or current.stopped.is_set():
@@ -185,7 +191,7 @@ class StackSampler(threading.Thread):
         except FileNotFoundError:
             data = b""
         if data:
-            batch = parse_speedscope(data, window.t_start, t_end, self._seen)
+            batch = parse_speedscope(data, self.pid, window.t_start, t_end, self._seen)
             self._seen = {(ts.pid, ts.tid) for ts in batch.threads}
             self.windows += 1
             self.emit(batch)

@@ -19,6 +19,10 @@ class ProcessInfo:
     sampled: bool = False
     """Stacks were read from this process."""
     why_not_sampled: str = ""
+    sampled_s: float = 0.0
+    """Wall seconds covered by this process's sampling windows."""
+    ticks: int = 0
+    """Sampling ticks py-spy made on it (its rate drifts from the asked one)."""
 
     @property
     def alive(self) -> bool:

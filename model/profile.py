@@ -32,6 +32,7 @@ from gradetop.model.timeline import Timeline
 
 OUTPUT_LINES_KEPT = 10_000
 RECENT_THREAD_READINGS = 64
+STALE_THREAD_S = 30.0
 
 
 @dataclass
@@ -45,10 +46,6 @@ class ProfileMeta:
     mode: str = "record"
     exit_code: int | None = None
     gradetop_version: str = __version__
-    ticks: int = 0
-    """Sampling ticks py-spy made, summed over windows."""
-    sampled_s: float = 0.0
-    """Wall seconds covered by sampling windows."""
     options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -127,18 +124,29 @@ class Profile:
             if not proc.sampled:
                 proc.sampled = True
                 proc.why_not_sampled = ""
-        self.meta.ticks += batch.ticks
-        self.meta.sampled_s += max(0.0, batch.t_end - batch.t_start)
+        proc = self.processes.get(batch.pid)
+        if proc is not None:
+            proc.ticks += batch.ticks
+            proc.sampled_s += max(0.0, batch.t_end - batch.t_start)
         self.timeline.compact()
 
     def _active_seconds(self, pid: int, tid: int, times: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Seconds of each sample the thread was running or runnable, from its kernel counter around it."""
         recent = self._recent_active.get((pid, tid))
         if not recent or len(recent) < 2:
-            # No kernel reading of this thread (it lived between two readings): count it as running.
+            # Never read (it lived between two readings): py-spy saw it run Python, so count it active.
             return weights.astype(np.float32)
-        rt, rc = np.array(recent).T
+        rt, rc = (np.asarray(column, dtype=np.float64) for column in zip(*recent))
         half = weights / 2.0
+        lo, hi = float((times - half).min()), float((times + half).max())
+        # Samples just outside the readings (a thread born or a process ended between two
+        # readings) continue the nearest interval's rate instead of counting as idle.
+        if lo < rt[0]:
+            rate = (rc[1] - rc[0]) / max(rt[1] - rt[0], 1e-9)
+            rt, rc = np.r_[lo, rt], np.r_[rc[0] - rate * (rt[0] - lo), rc]
+        if hi > rt[-1]:
+            rate = (rc[-1] - rc[-2]) / max(rt[-1] - rt[-2], 1e-9)
+            rt, rc = np.r_[rt, hi], np.r_[rc, rc[-1] + rate * (hi - rt[-1])]
         active = np.interp(times + half, rt, rc) - np.interp(times - half, rt, rc)
         return np.clip(active, 0.0, weights).astype(np.float32)
 
@@ -178,8 +186,17 @@ class Profile:
                 t=batch.t, pid=np.array(pids), tid=np.array(tids), cpu_s=np.array(cpus), active_s=np.array(actives)
             )
         self.last_resource_time = batch.t
+        self._forget_stale_threads(batch.t)
         self.process_series.thin()
         self.thread_series.thin()
+
+    def _forget_stale_threads(self, now: float) -> None:
+        """Drop join state of threads unread for a while: their last windows are in by then."""
+        if len(self._recent_active) < 256:
+            return
+        stale = [k for k, r in self._recent_active.items() if r and now - r[-1][0] > STALE_THREAD_S]
+        for key in stale:
+            del self._recent_active[key]
 
     def _ingest_ended(self, ended: ProcessEnded) -> None:
         info = self.processes.get(ended.pid)
@@ -188,8 +205,6 @@ class Profile:
         info.end_time = ended.t
         if ended.exit_code is not None:
             info.exit_code = ended.exit_code
-        for key in [k for k in self._recent_active if k[0] == ended.pid]:
-            del self._recent_active[key]
 
     def _ingest_note(self, note: SamplerNote) -> None:
         self.notes.append(note)
@@ -212,7 +227,19 @@ class Profile:
 
     @property
     def achieved_rate_hz(self) -> float:
-        return self.meta.ticks / self.meta.sampled_s if self.meta.sampled_s > 0 else 0.0
+        ticks = sum(p.ticks for p in self.processes.values())
+        seconds = sum(p.sampled_s for p in self.processes.values())
+        return ticks / seconds if seconds > 0 else 0.0
+
+    @property
+    def coverage(self) -> float:
+        """Share of the target's life (within the profile) that its sampling windows cover."""
+        root = self.processes.get(self.meta.target_pid)
+        if root is None:
+            return 0.0
+        end = root.end_time or self.meta.end_time or time.time()
+        life = end - max(self.meta.start_time, root.create_time or 0.0)
+        return min(1.0, root.sampled_s / life) if life > 0 else 0.0
 
     @property
     def nbytes(self) -> int:

@@ -29,8 +29,9 @@ class ThreadSamples:
 
 @dataclass(frozen=True, slots=True)
 class StackBatch:
-    """Everything one sampling window saw, over every process of the tree."""
+    """Everything one sampling window saw of one process."""
 
+    pid: int
     t_start: float
     t_end: float
     ticks: int

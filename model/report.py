@@ -36,7 +36,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
             "samples": profile.timeline.samples,
             "rate_hz": meta.rate_hz,
             "achieved_rate_hz": round(profile.achieved_rate_hz, 3),
-            "coverage": round(min(1.0, meta.sampled_s / profile.duration_s), 4) if profile.duration_s else 0.0,
+            "coverage": round(profile.coverage, 4),
             "idle_included": include_idle,
             "exit_code": meta.exit_code,
             "processes": [
