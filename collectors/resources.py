@@ -69,11 +69,11 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
         return None
 
 
-class ResourceSampler(threading.Thread):
-    """Reads the process tree under `root_pid` every 1/rate_hz seconds."""
+class ResourceSampler:
+    """Reads the process tree under `root_pid` every 1/rate_hz seconds, in its own thread."""
 
     def __init__(self, root_pid: int, emit: Callable[[object], None], rate_hz: float = 10.0) -> None:
-        super().__init__(name=f"gradetop-resources-{root_pid}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"gradetop-resources-{root_pid}", daemon=True)
         self.root_pid = root_pid
         self.emit = emit
         self.interval = 1.0 / rate_hz
@@ -82,10 +82,17 @@ class ResourceSampler(threading.Thread):
         self._cmdlines: dict[int, list[str]] = {}
         self.root_gone = threading.Event()
 
+    def start(self) -> "ResourceSampler":
+        self._thread.start()
+        return self
+
     def stop(self) -> None:
         self._stopping.set()
 
-    def run(self) -> None:
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
         try:
             root = psutil.Process(self.root_pid)
         except psutil.Error:

@@ -68,11 +68,11 @@ class _Window:
     t_end: float = 0.0
 
 
-class StackSampler(threading.Thread):
-    """Samples `pid` (and its children) until stopped or the process tree ends."""
+class StackSampler:
+    """Samples the stacks of process `pid` in its own thread until stopped or the process ends."""
 
     def __init__(self, pid: int, emit: Callable[[object], None], options: StackOptions | None = None) -> None:
-        super().__init__(name=f"gradetop-stacks-{pid}", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=f"gradetop-stacks-{pid}", daemon=True)
         self.pid = pid
         self.emit = emit
         self.options = options or StackOptions()
@@ -85,13 +85,23 @@ class StackSampler(threading.Thread):
         self.failure: tuple[str, str] | None = None
         """(kind, message) when the process could never be sampled."""
 
+    def start(self) -> "StackSampler":
+        self._thread.start()
+        return self
+
     def stop(self) -> None:
         """Ask for the last window to be flushed and the thread to end."""
         self._stopping.set()
 
-    def run(self) -> None:
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
         try:
             self._run()
+        except Exception as exc:  # a sampler must never take the monitor down; say what happened
+            self.failure = self.failure or ("error", f"stack sampler of process {self.pid} failed: {exc}")
+            self.emit(SamplerNote(time.time(), self.pid, "error", self.failure[1]))
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -121,24 +131,24 @@ class StackSampler(threading.Thread):
 
     def _attach(self) -> _Window | None:
         """First window, retried while the target is young; reports why if it never works."""
+        failure = None
         for delay in (*RETRY_DELAYS_S, None):
             window = self._launch()
             while not window.started.wait(0.02):
-                if window.proc.poll() is not None:
+                if window.proc.poll() is not None or self._stopping.is_set():
                     break
-                if self._stopping.is_set():
-                    self._discard(window)
-                    return None
             if window.started.is_set():
                 return window
-            kind, message = explain_failure(self._stderr(window), self.pid)
-            self._discard(window)
-            if kind in ("permission", "gone") or delay is None:
+            if self._stopping.is_set() and window.proc.poll() is None:
+                self._discard(window)
                 break
-            if self._stopping.wait(delay):
-                return None
-        self.failure = (kind, message)
-        self.emit(SamplerNote(time.time(), self.pid, kind, message))
+            failure = explain_failure(self._read_stderr(window), self.pid)
+            self._discard(window)
+            if failure[0] in ("permission", "gone") or delay is None or self._stopping.wait(delay):
+                break
+        if failure is not None:
+            self.failure = failure
+            self.emit(SamplerNote(time.time(), self.pid, *failure))
         return None
 
     def _launch(self) -> _Window:
@@ -204,7 +214,7 @@ class StackSampler(threading.Thread):
         self._cleanup(window)
 
     @staticmethod
-    def _stderr(window: _Window) -> str:
+    def _read_stderr(window: _Window) -> str:
         window.proc.wait()
         try:
             with open(window.stderr_path, encoding="utf-8", errors="replace") as f:

@@ -1,0 +1,66 @@
+"""Fixtures shared by the tests that run real processes under real py-spy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+WORKLOADS = Path(__file__).parent / "workloads"
+
+
+def gradetop(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run the installed gradetop (this interpreter's) and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "gradetop", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )
+
+
+def spawn_sleeper(*args: str, python: str = sys.executable, prefix: list[str] | None = None) -> tuple[subprocess.Popen, int]:
+    """A Python process sleeping in `waiting_forever`; returns (popen, pid it printed)."""
+    proc = subprocess.Popen(
+        [*(prefix or []), python, str(WORKLOADS / "sleeper.py"), *args], stdout=subprocess.PIPE, text=True
+    )
+    pid = int(proc.stdout.readline())
+    return proc, pid
+
+
+@pytest.fixture(scope="session")
+def ptrace():
+    """Skip, saying why, where this machine does not let us read another process's memory."""
+    from gradetop.collectors.pyspy import find_pyspy
+
+    proc, pid = spawn_sleeper("30")
+    try:
+        time.sleep(0.2)
+        out = subprocess.run([find_pyspy(), "dump", "-p", str(pid)], capture_output=True, text=True, timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    if out.returncode != 0:
+        reason = out.stderr.split("Stack backtrace:")[0].strip().splitlines()[:1]
+        pytest.skip(f"ptrace is denied here, py-spy cannot attach ({' '.join(reason)}): run as root or with CAP_SYS_PTRACE")
+    return True
+
+
+@pytest.fixture
+def no_traceback():
+    def check(result: subprocess.CompletedProcess) -> None:
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "Stack backtrace" not in result.stderr, result.stderr
+
+    return check
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch):
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    monkeypatch.delenv("GRADETOP_DEBUG", raising=False)
