@@ -7,9 +7,9 @@ import sys
 import tempfile
 
 from gradetop.cli import record as record_cmd
-from gradetop.cli.errors import say
+from gradetop.cli.errors import UserError, say
+from gradetop.cli.live import demo_live, interactive
 from gradetop.collectors.target import Target, TargetError
-from gradetop.cli.errors import UserError
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.report import build_report, format_report
 from gradetop.model.snapshot import load
@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scale", type=record_cmd.positive_float, default=1.0, metavar="X",
                         help="work multiplier of the demo (1: about 20-40 s; 0.1: a few seconds)")
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="data-loading processes (default 2)")
+    parser.add_argument("--headless", action="store_true",
+                        help="record and print a report instead of the live UI (the default without a terminal)")
     record_cmd.add_sampling_arguments(parser)
 
 
@@ -29,6 +31,8 @@ def demo_command(args) -> list[str]:
 
 def run(args) -> int:
     command = demo_command(args)
+    if interactive() and not args.headless:
+        return demo_live(args, command)
     output = args.output or os.path.join(tempfile.gettempdir(), f"gradetop-demo-{os.getpid()}.gtop")
     record_cmd.check_writable(output)
     try:

@@ -7,9 +7,8 @@ import os
 import sys
 
 from gradetop._version import __version__
-from gradetop.cli import demo, record, report
+from gradetop.cli import demo, live, record, report
 from gradetop.cli.errors import EXIT_USAGE, UserError, say
-from gradetop.cli.stubs import not_yet
 
 
 class Parser(argparse.ArgumentParser):
@@ -23,10 +22,10 @@ class Parser(argparse.ArgumentParser):
 SUBCOMMANDS = [
     ("record", "sample a workflow headless and write a snapshot", record.add_arguments, record.run),
     ("report", "summarise a snapshot (text or --json)", report.add_arguments, report.run),
-    ("demo", "monitor the embedded demo workflow (no GPU, no download)", demo.add_arguments, demo.run),
-    ("run", "run a command and monitor it live (coming)", None, not_yet("run")),
-    ("attach", "monitor a running process live (coming)", None, not_yet("attach")),
-    ("open", "browse a saved snapshot in the live UI (coming)", None, not_yet("open")),
+    ("demo", "watch the embedded demo workflow live (no GPU, no download)", demo.add_arguments, demo.run),
+    ("run", "run a command and watch it live", live.add_run_arguments, live.run),
+    ("attach", "watch a running process live (no PID: pick one)", live.add_attach_arguments, live.attach),
+    ("open", "browse a saved snapshot", live.add_open_arguments, live.open_file),
 ]
 
 
@@ -36,10 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=Parser)
     for name, help_text, add_arguments, run in SUBCOMMANDS:
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        if add_arguments is not None:
-            add_arguments(sub)
-        else:
-            sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        add_arguments(sub)
         sub.set_defaults(run=run)
     return parser
 

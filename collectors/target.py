@@ -29,6 +29,7 @@ class Target:
         self.popen = popen
         self.command = command
         self.exit_code: int | None = None
+        self.log_path: str | None = None
 
     @property
     def spawned(self) -> bool:
@@ -36,8 +37,14 @@ class Target:
 
     @classmethod
     def spawn(cls, command: list[str], on_output: Callable[[OutputLine], None] | None = None,
-              env: dict[str, str] | None = None) -> "Target":
-        """Start `command`; with `on_output`, its stdout and stderr are captured line by line."""
+              env: dict[str, str] | None = None, log_path: str | None = None) -> "Target":
+        """Start `command`.
+
+        With `on_output`, its stdout and stderr are captured line by line. With
+        `log_path` too, they go to that file (tailed for `on_output`) and the
+        command gets its own session: it can then outlive gradetop (detach, a
+        dropped SSH session) without dying on a closed pipe or a hangup.
+        """
         if not command:
             raise TargetError("no command given: put it after --, as in gradetop record -- python train.py")
         exe = command[0]
@@ -49,18 +56,27 @@ class Target:
         elif shutil.which(exe) is None:
             raise TargetError(f"command not found: {exe}")
         capture = on_output is not None
+        log = open(log_path, "wb") if log_path else None
         try:
             popen = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL if capture else None,
-                stdout=subprocess.PIPE if capture else None,
-                stderr=subprocess.PIPE if capture else None,
+                stdout=log or (subprocess.PIPE if capture else None),
+                stderr=log or (subprocess.PIPE if capture else None),
                 env={**os.environ, **(env or {})},
+                start_new_session=log is not None,
             )
         except OSError as exc:
             raise TargetError(f"cannot start {exe}: {exc.strerror or exc}") from None
+        finally:
+            if log is not None:
+                log.close()
         target = cls(popen.pid, popen, list(command))
-        if capture:
+        target.log_path = log_path
+        if log_path and capture:
+            threading.Thread(target=_tail, args=(log_path, popen, on_output), daemon=True,
+                             name="gradetop-output").start()
+        elif capture:
             for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
                 threading.Thread(target=_pump, args=(pipe, stream, on_output), daemon=True,
                                  name=f"gradetop-{stream}").start()
@@ -119,6 +135,25 @@ def _pump(pipe, stream: str, on_output: Callable[[OutputLine], None]) -> None:
     with pipe:
         for raw in pipe:
             on_output(OutputLine(time.time(), stream, raw.decode(errors="replace").rstrip("\n")))
+
+
+def _tail(path: str, popen: subprocess.Popen, on_output: Callable[[OutputLine], None]) -> None:
+    """Follow a log file until its writer ended and everything in it was read."""
+    with open(path, "rb") as f:
+        partial = b""
+        while True:
+            chunk = f.readline()
+            if chunk:
+                partial += chunk
+                if partial.endswith(b"\n"):
+                    on_output(OutputLine(time.time(), "output", partial.decode(errors="replace").rstrip("\n")))
+                    partial = b""
+                continue
+            if popen.poll() is not None:
+                if partial:
+                    on_output(OutputLine(time.time(), "output", partial.decode(errors="replace")))
+                return
+            time.sleep(0.1)
 
 
 def shell_status(code: int | None) -> int:

@@ -165,7 +165,7 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
         else:
             state = "running"
         sampled = "yes" if info.sampled else (info.why_not_sampled or "not yet")
-        out.append(ProcessRow(pid, info.ppid, info.command, state,
+        out.append(ProcessRow(pid, info.ppid, short_command(info.cmdline) or info.name, state,
                               cpu_percent.get(pid, 0.0) if info.end_time is None else 0.0,
                               rss, threads, sampled, depth))
         for child in sorted(children.get(pid, [])):
@@ -176,24 +176,40 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
     return out
 
 
-def divergence_depth(stacks, nodes: np.ndarray, weights: np.ndarray, share: float = 0.9) -> int:
-    """The shallowest depth at which no single frame holds `share` of the time: where the work splits.
+def short_command(cmdline: list[str]) -> str:
+    """A command as a reader scans it: program names without their folders."""
+    if not cmdline:
+        return ""
+    words = [cmdline[0].rsplit("/", 1)[-1]]
+    for word in cmdline[1:]:
+        words.append(word.rsplit("/", 1)[-1] if word.startswith("/") else word)
+    return " ".join(words)
 
-    For a script, that is the level below `main()`: load, preprocess, train...
-    A few odd samples (imports at start-up, interpreter exit) do not count.
+
+def divergence_depth(stacks, nodes: np.ndarray, weights: np.ndarray, share: float = 0.8) -> int:
+    """The depth at which a lane's work splits: one below the end of its heavy path.
+
+    From the root, follow the child holding at least `share` of its parent's
+    time; where no child does, the work splits. For a script that is the
+    level below `main()` (load, preprocess, train...), and a few odd samples
+    (imports at start-up, interpreter exit) do not move it.
     """
-    keep = nodes > ROOT
-    nodes, weights = nodes[keep], weights[keep]
-    if len(nodes) == 0:
-        return 1
-    total = weights.sum()
-    deepest = int(stacks.depth.view()[nodes].max())
-    for level in range(1, deepest + 1):
-        anchors = ancestor_at(stacks, nodes, level)
-        _, inverse = np.unique(anchors, return_inverse=True)
-        if np.bincount(inverse, weights=weights).max() < share * total:
-            return level
-    return deepest
+    size = len(stacks)
+    total = np.bincount(nodes, weights=weights, minlength=size)
+    parent = stacks.parent.view()[:size]
+    depth = stacks.depth.view()[:size]
+    for level in range(int(depth[np.unique(nodes)].max(initial=0)), 0, -1):
+        at = np.flatnonzero((depth == level) & (total > 0))
+        np.add.at(total, parent[at], total[at])
+    node = ROOT
+    while True:
+        kids = np.flatnonzero((parent == node) & (total > 0))
+        if len(kids) == 0:
+            return max(1, int(depth[node]))
+        heaviest = kids[np.argmax(total[kids])]
+        if total[heaviest] < share * total[node]:
+            return int(depth[node]) + 1
+        node = int(heaviest)
 
 
 def ancestor_at(stacks, nodes: np.ndarray, depth_wanted: int) -> np.ndarray:
@@ -241,7 +257,10 @@ def timeline_data(profile: Profile, bins: int, by_thread: bool = False, t0: floa
             activity = np.full(bins, np.nan)
             if len(nodes):
                 w = rows["w"][mask].astype(np.float64)
-                level = divergence_depth(stacks, nodes, w)
+                active = rows["active"][mask].astype(np.float64)
+                # What a lane was doing is what its busy threads did: idle threads only break ties.
+                weight_of = active + 1e-3 * w
+                level = divergence_depth(stacks, nodes, weight_of)
                 anchors = ancestor_at(stacks, nodes, level)
                 funcs = np.where(anchors > ROOT, function_of[np.maximum(frame[anchors], 0)], -1)
                 which = np.clip(np.searchsorted(edges, rows["t"][mask], side="right") - 1, 0, bins - 1)
@@ -252,7 +271,8 @@ def timeline_data(profile: Profile, bins: int, by_thread: bool = False, t0: floa
                     activity = np.where(total > 0, busy / total, np.nan)
                 # Dominant function per bin: the heaviest (bin, function) pair wins its bin.
                 nfunc = max(int(funcs.max()) + 2, 1)
-                weight = np.bincount(which * nfunc + (funcs + 1), weights=w, minlength=bins * nfunc).reshape(bins, nfunc)
+                weight = np.bincount(which * nfunc + (funcs + 1), weights=weight_of,
+                                     minlength=bins * nfunc).reshape(bins, nfunc)
                 best = weight.argmax(axis=1)
                 dominant = np.where(total > 0, best - 1, -1)
             cpu = rss = None
@@ -265,7 +285,7 @@ def timeline_data(profile: Profile, bins: int, by_thread: bool = False, t0: floa
                     rss = np.interp(edges[1:], st, sr.astype(np.float64), left=np.nan, right=np.nan)
             info = profile.processes.get(pid)
             if tid is None:
-                label = f"{pid} {info.name or info.command if info else ''}".strip()
+                label = f"{pid} {short_command(info.cmdline) if info else ''}".strip()
             else:
                 thread = profile.threads.get((pid, tid))
                 label = f"{tid} {thread.name if thread else ''}".strip()

@@ -1,0 +1,1 @@
+"""The live terminal UI (Textual). Reads only the model; never runs py-spy itself."""

@@ -1,0 +1,295 @@
+"""The gradetop app: panels over one profile, refreshed from a worker so the screen never waits.
+
+Every `refresh_s` a thread worker computes a ViewData (tree, top functions,
+processes) and a TimelineData for the current filter, then posts them; the
+widgets draw what arrives. Newer pictures replace older ones in the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Log, Tab, Tabs
+
+from gradetop.model.snapshot import save
+from gradetop.model.views import TimelineData, ViewData, ViewFilter, timeline_data, view_data
+from gradetop.tui.flame_panel import FlamePanel
+from gradetop.tui.header import StatusHeader
+from gradetop.tui.processes import ProcessTable
+from gradetop.tui.screens import HelpScreen, QuitScreen
+from gradetop.tui.timeline import TimelineView
+from gradetop.tui.top import TopTable
+
+PANELS = ("flame", "top", "timeline", "processes", "output")
+WINDOWS = (None, 10.0, 60.0, 300.0)
+WIDE = (120, 36)
+"""From this size up, every panel shows at once; below it, panels are tabs."""
+
+
+class ViewReady(Message):
+    """A new picture of the profile, computed off the UI thread."""
+
+    def __init__(self, view: ViewData, timeline: TimelineData) -> None:
+        super().__init__()
+        self.view = view
+        self.timeline = timeline
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ViewReady)
+
+
+class GradetopApp(App):
+    CSS_PATH = "gradetop.tcss"
+    TITLE = "gradetop"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS = [
+        Binding("q", "quit_gradetop", "Quit"),
+        Binding("s", "save", "Save"),
+        Binding("p", "freeze", "Freeze"),
+        Binding("t", "cycle_threads", "Threads"),
+        Binding("w", "cycle_window", "Window"),
+        Binding("T", "lanes_per_thread", "Lanes", show=False),
+        Binding("question_mark", "help", "Help"),
+        *(Binding(str(i + 1), f"panel('{name}')", name.title(), show=False) for i, name in enumerate(PANELS)),
+    ]
+
+    def __init__(self, source, refresh_s: float = 1.0, save_path: str | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.refresh_s = refresh_s
+        self.save_path = save_path
+        self.filter = ViewFilter(include_idle=True)
+        self.frozen = False
+        self.active_panel = "flame"
+        self.lanes_by_thread = False
+        self.last_view: ViewData | None = None
+        self._thread_choices: list[tuple[str, frozenset | None, frozenset | None]] = []
+        self._output_seen = 0
+        self._finishing = False
+
+    # ---- layout ----------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        yield Tabs(*(Tab(f"{i + 1} {name.title()}", id=f"tab-{name}") for i, name in enumerate(PANELS)), id="tabs")
+        with Vertical(id="panels"):
+            yield FlamePanel(id="flame-panel", classes="panel")
+            with Horizontal(id="middle"):
+                yield TopTable(id="top", classes="panel")
+                with Vertical(id="side"):
+                    yield ProcessTable(id="processes", classes="panel")
+                    yield Log(id="output", classes="panel", max_lines=5000)
+            yield TimelineView(id="timeline", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.source.start()
+        self.apply_layout()
+        self.query_one("#flame").focus()
+        self.set_interval(self.refresh_s, self.tick)
+        self.tick()
+
+    def on_resize(self) -> None:
+        self.apply_layout()
+
+    def panel_widget(self, name: str):
+        return self.query_one("#flame-panel" if name == "flame" else f"#{name}")
+
+    def apply_layout(self) -> None:
+        narrow = self.size.width < WIDE[0] or self.size.height < WIDE[1]
+        self.screen.set_class(narrow, "narrow")
+        active = self.active_panel
+        for name in PANELS:
+            self.panel_widget(name).display = not narrow or name == active
+        self.query_one("#middle").display = not narrow or active in ("top", "processes", "output")
+        self.query_one("#side").display = not narrow or active in ("processes", "output")
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        name = event.tab.id.removeprefix("tab-")
+        if name != self.active_panel:
+            self.action_panel(name)
+
+    def action_panel(self, name: str) -> None:
+        self.active_panel = name
+        self.query_one(Tabs).active = f"tab-{name}"
+        self.apply_layout()
+        target = self.panel_widget(name)
+        (target.flame if name == "flame" else target).focus()
+
+    def on_descendant_focus(self, event) -> None:
+        # In the wide layout, focusing a panel (Tab key, mouse) makes its tab the active one.
+        for name in PANELS:
+            panel = self.panel_widget(name)
+            if event.widget is panel or panel in event.widget.ancestors:
+                if name != self.active_panel:
+                    self.active_panel = name
+                    self.query_one(Tabs).active = f"tab-{name}"
+                break
+
+    # ---- refresh ------------------------------------------------------------------
+
+    def tick(self) -> None:
+        if self.source.poll() and not self._finishing:
+            self._finishing = True
+            self.finish_source()
+        self.pull_output()
+        if not self.frozen:
+            self.compute_view(self.filter, self.query_one(TimelineView).bins_wanted, self.lanes_by_thread)
+        self.update_header()
+
+    @work(thread=True, exclusive=True, group="view")
+    def compute_view(self, flt: ViewFilter, bins: int, by_thread: bool) -> None:
+        profile = self.source.profile
+        view = view_data(profile, flt)
+        timeline = timeline_data(profile, bins, by_thread=by_thread)
+        self.post_message(ViewReady(view, timeline))
+
+    def on_view_ready(self, message: ViewReady) -> None:
+        if self.frozen:
+            return
+        self.last_view = message.view
+        self.query_one(FlamePanel).show(message.view)
+        self.query_one(TopTable).show(message.view)
+        self.query_one(ProcessTable).show(message.view.processes)
+        self.query_one(TimelineView).show(message.timeline)
+        self.update_header()
+
+    @work(thread=True, exclusive=True, group="finish")
+    def finish_source(self) -> None:
+        self.source.finish()
+        self.call_from_thread(self.on_source_finished)
+
+    def on_source_finished(self) -> None:
+        state = self.source.state()
+        self.notify(f"workflow {state.label}: this is the final picture (q quits, s saves)", timeout=6)
+        self.tick()
+
+    def pull_output(self) -> None:
+        output = self.source.profile.output
+        lines = list(output)
+        new = len(lines) - self._output_seen if len(lines) < output.maxlen else None
+        log = self.query_one("#output", Log)
+        if new is None:
+            # The bounded buffer rolled over: show its tail.
+            log.clear()
+            log.write_lines([line.text for line in lines[-1000:]])
+            self._output_seen = 0
+        elif new > 0:
+            log.write_lines([line.text for line in lines[-new:]])
+            self._output_seen = len(lines)
+
+    def update_header(self) -> None:
+        profile = self.source.profile
+        meta = profile.meta
+        view = self.last_view
+        state = self.source.state()
+        rate = profile.achieved_rate_hz
+        expected = int(sum(p.sampled_s for p in profile.processes.values()) * meta.rate_hz)
+        ticks = sum(p.ticks for p in profile.processes.values())
+        self.query_one(StatusHeader).show(
+            title=self.source.title,
+            elapsed=profile.duration_s,
+            rate=rate,
+            asked=meta.rate_hz,
+            samples=profile.timeline.samples,
+            dropped=max(0, expected - ticks) if expected > ticks * 1.02 else 0,
+            state=state.label,
+            frozen=self.frozen,
+            filter_text=(view.filter if view else self.filter).describe(),
+        )
+
+    def set_filter(self, **changes) -> None:
+        self.filter = replace(self.filter, **changes)
+        self.tick()
+
+    # ---- actions ------------------------------------------------------------------------
+
+    def action_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self.notify("view frozen: collection goes on (p resumes)" if self.frozen else "live again", timeout=2)
+        self.tick()
+
+    def action_cycle_threads(self) -> None:
+        profile = self.source.profile
+        with profile.lock:
+            choices = [("all threads", None, None)]
+            for pid in sorted(profile.processes):
+                threads = sorted(t for (p, t) in profile.threads if p == pid)
+                if not threads:
+                    continue
+                choices.append((f"process {pid}", frozenset([pid]), None))
+                for tid in threads:
+                    name = profile.threads[(pid, tid)].name
+                    choices.append((f"thread {tid} {name}", frozenset([pid]), frozenset([tid])))
+        current = (self.filter.pids, self.filter.tids)
+        index = next((i for i, c in enumerate(choices) if (c[1], c[2]) == current), 0)
+        label, pids, tids = choices[(index + 1) % len(choices)]
+        self.notify(label, timeout=1.5)
+        self.set_filter(pids=pids, tids=tids)
+
+    def action_cycle_window(self) -> None:
+        index = WINDOWS.index(self.filter.last_s) if self.filter.last_s in WINDOWS else 0
+        window = WINDOWS[(index + 1) % len(WINDOWS)]
+        self.notify("whole run" if window is None else f"last {window:g} s", timeout=1.5)
+        self.set_filter(last_s=window)
+
+    def action_lanes_per_thread(self) -> None:
+        self.lanes_by_thread = not self.lanes_by_thread
+        self.tick()
+
+    def on_timeline_view_range_selected(self, message: TimelineView.RangeSelected) -> None:
+        self.notify(f"flame and top show {message.t1 - message.t0:.1f} s of the run", timeout=2)
+        self.set_filter(t0=message.t0, t1=message.t1, last_s=None)
+
+    def on_timeline_view_range_cleared(self, message: TimelineView.RangeCleared) -> None:
+        self.set_filter(t0=None, t1=None)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_save(self) -> None:
+        profile = self.source.profile
+        path = self.save_path or f"gradetop-{profile.meta.target_pid or os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}.gtop"
+        self.save_snapshot(path)
+
+    @work(thread=True, group="save")
+    def save_snapshot(self, path: str) -> None:
+        try:
+            save(self.source.profile, path)
+        except OSError as exc:
+            self.call_from_thread(self.notify, f"cannot save {path}: {exc.strerror or exc}", severity="error")
+            return
+        self.call_from_thread(self.notify, f"saved {path}", timeout=4)
+
+    def action_quit_gradetop(self) -> None:
+        source = self.source
+        if not source.live or source.state().ended:
+            self.exit()
+        elif source.spawned:
+            self.push_screen(QuitScreen(" ".join(source.target.command)), self.quit_chosen)
+        else:
+            self.notify("detaching: the process runs on", timeout=2)
+            self.leave(stop=False)
+
+    def quit_chosen(self, choice: str | None) -> None:
+        if choice == "stop":
+            self.notify("stopping the workflow (SIGINT, then SIGTERM)…", timeout=10)
+            self.leave(stop=True)
+        elif choice == "leave":
+            self.leave(stop=False)
+
+    @work(thread=True, exclusive=True, group="leave")
+    def leave(self, stop: bool) -> None:
+        if stop:
+            self.source.stop_workflow()
+        else:
+            self.source.detach()
+        self.call_from_thread(self.exit)

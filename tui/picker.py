@@ -1,0 +1,103 @@
+"""The process picker of `gradetop attach` with no PID: this machine's Python processes, filtered by typing."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Input, Static
+
+from gradetop.tui.format import size
+
+
+def python_processes() -> list[dict]:
+    """Python processes other than gradetop itself, busiest first."""
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "num_threads", "memory_info", "exe"]):
+        info = proc.info
+        if info["pid"] == me:
+            continue
+        cmdline = info["cmdline"] or []
+        exe = os.path.basename(info["exe"] or "")
+        if not (exe.startswith("python") or (info["name"] or "").startswith("python")):
+            continue
+        if any("gradetop" in part and "demo" not in part for part in cmdline[1:3]):
+            continue
+        try:
+            cpu = proc.cpu_percent(interval=None)
+        except psutil.Error:
+            cpu = 0.0
+        found.append({
+            "pid": info["pid"],
+            "command": " ".join(cmdline) or info["name"],
+            "cpu": cpu,
+            "rss": info["memory_info"].rss if info["memory_info"] else 0,
+            "threads": info["num_threads"] or 0,
+        })
+    return sorted(found, key=lambda p: (-p["cpu"], -p["rss"]))
+
+
+class PickerApp(App[int]):
+    """Returns the chosen pid (or None on Esc)."""
+
+    CSS = """
+    #filter { height: 3; }
+    #hint { height: 1; color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "choose", "Attach", priority=True)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.processes: list[dict] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("Attach to which Python process? Type to filter, arrows to pick, Enter to attach.", id="hint")
+        yield Input(placeholder="filter by pid or command", id="filter")
+        yield DataTable(id="list", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in (("PID", 8), ("CPU%", 6), ("RSS", 8), ("Thr", 4), ("Command", None)):
+            table.add_column(label, width=width)
+        self.processes = python_processes()
+        self.fill("")
+        self.query_one(Input).focus()
+        self.set_interval(2.0, self.reload)
+
+    def reload(self) -> None:
+        self.processes = python_processes()
+        self.fill(self.query_one(Input).value)
+
+    def fill(self, text: str) -> None:
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for p in self.processes:
+            if text and text.lower() not in f"{p['pid']} {p['command']}".lower():
+                continue
+            table.add_row(str(p["pid"]), f"{p['cpu']:.0f}", size(p["rss"]), str(p["threads"]), p["command"],
+                          key=str(p["pid"]))
+        if table.row_count:
+            table.move_cursor(row=min(keep, table.row_count - 1))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.fill(event.value)
+
+    def on_key(self, event) -> None:
+        # Arrows move the list while typing goes to the filter.
+        if event.key in ("up", "down", "pageup", "pagedown"):
+            table = self.query_one(DataTable)
+            getattr(table, f"action_{'cursor' if 'page' not in event.key else 'page'}_{event.key.removeprefix('page')}")()
+            event.stop()
+
+    def action_choose(self) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            self.exit(int(table.get_row_at(table.cursor_row)[0]))
+
+    def action_cancel(self) -> None:
+        self.exit(None)
