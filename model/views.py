@@ -260,8 +260,14 @@ def timeline_data(profile: Profile, bins: int, by_thread: bool = False, t0: floa
                 active = rows["active"][mask].astype(np.float64)
                 # What a lane was doing is what its busy threads did: idle threads only break ties.
                 weight_of = active + 1e-3 * w
-                level = divergence_depth(stacks, nodes, weight_of)
-                anchors = ancestor_at(stacks, nodes, level)
+                # Each thread splits its work at its own depth (a merged process lane would
+                # otherwise split at the thread level, which says nothing).
+                anchors = np.empty_like(nodes)
+                lane_tids = rows["tid"][mask]
+                for thread in np.unique(lane_tids):
+                    mine = lane_tids == thread
+                    level = divergence_depth(stacks, nodes[mine], weight_of[mine])
+                    anchors[mine] = ancestor_at(stacks, nodes[mine], level)
                 funcs = np.where(anchors > ROOT, function_of[np.maximum(frame[anchors], 0)], -1)
                 which = np.clip(np.searchsorted(edges, rows["t"][mask], side="right") - 1, 0, bins - 1)
                 active = rows["active"][mask].astype(np.float64)

@@ -203,8 +203,8 @@ def test_format_report_top_limits_rows():
     assert "forward" not in text and "main" in text
 
 
-# What collectors/pyspy.py explain_failure says of a process that is not Python (pid 200 here).
-NOT_PYTHON = "process 200 is not a Python process (or its interpreter has not started): stacks unavailable"
+# What collectors/pyspy.py explain_failure says of a process that is not Python.
+NOT_PYTHON = "process {} is not a Python process (or its interpreter has not started): stacks unavailable"
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -217,8 +217,8 @@ def test_format_report_long_command_and_notes(what):
     if what == "command":
         p.meta.command = ["python", "train.py", "--config", "x" * 150]
     elif what == "note":
-        p.ingest(SamplerNote(1002.0, 300, "not-python", NOT_PYTHON))  # pid 300: no process row, only the note
+        p.ingest(SamplerNote(1002.0, 300, "not-python", NOT_PYTHON.format(300)))  # pid 300: no process row, only the note
     else:
-        p.processes[200].why_not_sampled = NOT_PYTHON
+        p.processes[200].why_not_sampled = NOT_PYTHON.format(200)
     text = format_report(build_report(p, include_idle=True))
     assert all(len(line) <= 100 for line in text.splitlines()), max(text.splitlines(), key=len)

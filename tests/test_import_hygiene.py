@@ -1,0 +1,72 @@
+"""The model and collectors never pull in the TUI stack (textual, rich): headless use stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("textual", "rich")
+
+PROBE = r"""
+import importlib, json, pkgutil, sys
+import gradetop.collectors, gradetop.model
+names = []
+for package in (gradetop.model, gradetop.collectors):
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(info.name)
+        names.append(info.name)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+print(json.dumps({"modules": names, "heavy": heavy}))
+"""
+
+
+def _probe(prelude: str = "") -> dict:
+    code = f"HEAVY = {HEAVY!r}\n{prelude}\n{PROBE}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_model_and_collectors_do_not_import_textual_or_rich():
+    result = _probe()
+    modules = set(result["modules"])
+    # Discovery really found the modules (guards against a probe that imports nothing).
+    for name in ("gradetop.model.profile", "gradetop.model.snapshot", "gradetop.model.report",
+                 "gradetop.model.timeline", "gradetop.collectors.monitor", "gradetop.collectors.pyspy"):
+        assert name in modules
+    assert result["heavy"] == [], f"model/collectors imported {result['heavy']}"
+
+
+@pytest.mark.parametrize("package", ["gradetop.model", "gradetop.collectors"])
+def test_no_module_imports_them(package):
+    """Per package, in a fresh interpreter, name the module (if any) whose import brought them in."""
+    import importlib
+    import pkgutil
+
+    pkg = importlib.import_module(package)
+    names = [info.name for info in pkgutil.walk_packages(pkg.__path__, package + ".")]
+    assert names
+    code = (
+        "import importlib, sys, json\n"
+        f"bad = {{}}\n"
+        f"for name in {names!r}:\n"
+        "    before = set(sys.modules)\n"
+        "    importlib.import_module(name)\n"
+        f"    heavy = sorted(m for m in set(sys.modules) - before if m.split('.')[0] in {HEAVY!r})\n"
+        "    if heavy:\n"
+        "        bad[name] = heavy\n"
+        "print(json.dumps(bad))\n"
+    )
+    # A heavy import is credited to the first module that triggers it: enough to name a culprit.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
+
+
+def test_probe_detects_a_heavy_import():
+    """The check itself works: importing rich first is reported."""
+    pytest.importorskip("rich")
+    assert "rich" in _probe("import rich")["heavy"]
