@@ -86,6 +86,10 @@ def save(profile: Profile, path: str | os.PathLike) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".gradetop-", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file private; a snapshot gets the user's usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as out:
             packer = msgpack.Packer(use_bin_type=True)
             out.write(packer.pack(header))

@@ -246,7 +246,7 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.xfail(strict=True, raises=(IndexError, AttributeError), reason=(
-    "snapshot.py load(), line 379: only FormatError/StackError/ValueError/TypeError/KeyError from"
+    "snapshot.py load(), the except around the chunk loop: only FormatError/StackError/ValueError/TypeError/KeyError from"
     " _profile_from_chunk become SnapshotError; a damaged trie (IndexError from StackTable.add_node) or a"
     " non-map meta/process entry (AttributeError from ProfileMeta/ProcessInfo.from_dict) escapes as a traceback"))
 def test_damaged_body_raises_snapshot_error(tmp_path, damage):

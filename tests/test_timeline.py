@@ -354,7 +354,7 @@ def test_compact_keeps_t_sorted_when_appends_are_sorted():
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "timeline.py Timeline.compact line 123: with min_new_rows=0 an empty timeline passes the threshold check"
+    "timeline.py Timeline.compact: with min_new_rows=0 an empty timeline passes the threshold check"
     " and self.t.max() raises ValueError on the empty column"))
 def test_compact_empty_timeline_is_a_noop():
     tl = Timeline(compaction=RULES)

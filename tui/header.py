@@ -1,4 +1,7 @@
-"""The header: what is watched, for how long, how well it is sampled, and its state."""
+"""The header: state first (it matters most), then time, sampling health, filter, and what is watched.
+
+Whatever does not fit is cut from the end, so the title goes last.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +10,25 @@ from textual.widgets import Static
 
 from gradetop.tui.format import clock
 
+STATE_STYLES = {"running": "bold black on #87d787", "file": "bold black on #87afd7"}
+
 
 class StatusHeader(Static):
     def show(self, title: str, elapsed: float, rate: float, asked: float, samples: int, dropped: int,
              state: str, frozen: bool, filter_text: str, alert: str = "") -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" gradetop ", style="bold black on #5fafd7")
-        text.append(f" {title} ", style="bold")
-        text.append(f" {clock(elapsed)} ")
-        text.append(f" {rate:.0f}/{asked:.0f} Hz ", style="#87d787" if rate >= 0.9 * asked else "#d7af5f")
-        text.append(f" {samples:,} samples ")
-        if dropped:
-            text.append(f" {dropped:,} dropped ", style="#d7af5f")
-        style = {"running": "bold black on #87d787", "file": "bold black on #87afd7"}.get(state, "bold black on #d7af5f")
-        text.append(f" {state.upper()} ", style=style)
+        text.append(f" {state.upper()} ", style=STATE_STYLES.get(state, "bold black on #d7af5f"))
         if frozen:
             text.append(" FROZEN ", style="bold white on #875faf")
         if alert:
             text.append(f" {alert} ", style="bold white on #d70000")
-        text.append(f"  {filter_text}", style="#a8a8a8")
+        text.append(f" {clock(elapsed)}")
+        text.append(f"  {rate:.0f}/{asked:.0f} Hz", style="#87d787" if rate >= 0.9 * asked else "#d7af5f")
+        text.append(f"  {samples:,} samples")
+        if dropped:
+            text.append(f"  {dropped:,} dropped", style="#d7af5f")
+        if filter_text != "whole run, all threads":
+            text.append(f"  [{filter_text}]", style="bold #d7af5f")
+        text.append(f"  {title}", style="bold")
         self.update(text)

@@ -1,0 +1,138 @@
+"""The installed gradetop in a real terminal (tmux): what a person sees and types."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import psutil
+
+from conftest import WORKLOADS
+from gradetop.model.snapshot import load
+
+pytestmark = [
+    pytest.mark.attach,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)"),
+]
+
+GRADETOP = str(Path(sys.executable).parent / "gradetop")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class Tmux:
+    def __init__(self, name: str, width: int = 100, height: int = 30) -> None:
+        self.name = name
+        self.width, self.height = width, height
+
+    def start(self, command: str) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(self.width), "-y", str(self.height),
+             f"{command}; echo GRADETOP-EXIT=$?; sleep 60"],
+            check=True, env={**os.environ, "TERM": "xterm-256color"},
+        )
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; screen was:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.fixture
+def tmux(ptrace):
+    session = Tmux(f"gradetop-test-{os.getpid()}")
+    yield session
+    session.kill()
+
+
+def test_run_shows_the_workloads_functions_and_stops_it_when_asked(tmux, tmp_path):
+    marker = tmp_path / "started"
+    workload = WORKLOADS / "busy_forever.py"
+    tmux.start(f"cd {tmp_path} && touch {marker} && {GRADETOP} run -- {sys.executable} {workload}")
+    screen = tmux.wait_for("crunch", timeout=15)
+    assert "busy_forever.py" in screen
+    tmux.keys("2")
+    tmux.wait_for("%Own")
+    tmux.keys("s")
+    tmux.wait_for("saved gradetop-")
+    tmux.keys("q")
+    tmux.wait_for("Stop it")
+    tmux.keys("s")
+    tmux.wait_for("GRADETOP-EXIT=", timeout=30)
+    saved = list(tmp_path.glob("gradetop-*.gtop"))
+    assert saved, "the 's' key saved a snapshot"
+    workflow = load(saved[0]).meta.target_pid
+    assert not alive(workflow), "the workflow was stopped as chosen"
+
+
+def test_leaving_the_workflow_running_detaches(tmux, tmp_path):
+    workload = WORKLOADS / "sleeper.py"
+    tmux.start(f"cd {tmp_path} && {GRADETOP} run -- {sys.executable} {workload} 120")
+    tmux.wait_for("waiting_forever", timeout=15)
+    tmux.keys("q")
+    tmux.wait_for("Leave running")
+    tmux.keys("l")
+    screen = tmux.wait_for("GRADETOP-EXIT=0", timeout=30)
+    pid = int(re.search(r"runs on as pid (\d+)", screen).group(1))
+    try:
+        assert alive(pid), "the workflow must keep running after detaching"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_attach_never_harms_the_target_and_quit_detaches(tmux, tmp_path):
+    proc = subprocess.Popen([sys.executable, str(WORKLOADS / "sleeper.py")], stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    try:
+        tmux.start(f"{GRADETOP} attach {pid}")
+        tmux.wait_for("waiting_forever", timeout=15)
+        tmux.keys("q")
+        tmux.wait_for("GRADETOP-EXIT=0", timeout=20)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_ended_workflow_keeps_the_final_picture(tmux, tmp_path):
+    tmux.start(f"cd {tmp_path} && {GRADETOP} run -- {sys.executable} {WORKLOADS / 'known.py'} --exit 3")
+    tmux.wait_for("EXITED 3", timeout=30)
+    screen = tmux.wait_for("beta")
+    assert "spin" in screen
+    tmux.keys("q")
+    tmux.wait_for("GRADETOP-EXIT=3", timeout=15)
+
+
+def test_open_a_saved_snapshot(tmux):
+    tmux.start(f"{GRADETOP} open {Path(__file__).parent / 'data' / 'demo.gtop'}")
+    tmux.wait_for("FILE")
+    tmux.wait_for("train")
+    tmux.keys("q")
+    tmux.wait_for("GRADETOP-EXIT=0")
