@@ -19,7 +19,7 @@ class CallTree:
 
     `self_*` counts samples whose leaf is the node; `total_*` adds the
     node's whole subtree. Seconds are wall seconds, or on-CPU seconds when
-    the tree was built with `weight="cpu"`.
+    the tree was built with `weight="active"` (time running or runnable).
     """
 
     stacks: StackTable
@@ -56,7 +56,7 @@ class CallTree:
 
 
 def build_tree(stacks: StackTable, rows: dict[str, np.ndarray], weight: str = "w") -> CallTree:
-    """Sum sample rows into the trie: `weight` is the column of seconds ("w" wall, "cpu" on-CPU)."""
+    """Sum sample rows into the trie: `weight` is the column of seconds ("w" wall, "active" running or runnable)."""
     size = len(stacks)
     stack = rows["stack"]
     self_s = np.bincount(stack, weights=rows[weight], minlength=size).astype(np.float64)

@@ -75,7 +75,7 @@ def format_report(report: dict, top: int = 20) -> str:
     """The report as a reader wants it in a terminal (80 columns)."""
     started = _dt.datetime.fromtimestamp(report["start_time"]).strftime("%Y-%m-%d %H:%M:%S")
     lines = [
-        f"gradetop report: {' '.join(report['command']) or '(attached)'}",
+        _clip(f"gradetop report: {' '.join(report['command']) or '(attached)'}", WIDTH),
         f"  host {report['host']}, started {started}, duration {report['duration_s']:.1f} s",
         f"  {report['samples']} samples at {report['achieved_rate_hz']:.0f} Hz (asked {report['rate_hz']:g} Hz),"
         f" {report['coverage'] * 100:.1f}% of wall time sampled",
@@ -87,7 +87,7 @@ def format_report(report: dict, top: int = 20) -> str:
     for p in report["processes"]:
         state = "sampled" if p["sampled"] else f"not sampled: {p['why_not_sampled'] or 'no stacks seen'}"
         code = "" if p["exit_code"] is None else f", exit {p['exit_code']}"
-        lines.append(f"  {p['pid']:>7}  {_clip(p['cmdline'], 50):<50}  {state}{code}")
+        lines.append(_clip(f"  {p['pid']:>7}  {_clip(p['cmdline'], 40):<40}  {state}{code}", WIDTH))
     kind = "wall seconds, idle included" if report["idle_included"] else "active seconds"
     lines.append("")
     lines.append(f"Top functions ({kind}, summed over threads)")
@@ -99,8 +99,12 @@ def format_report(report: dict, top: int = 20) -> str:
         lines.append("  (no stack samples)")
     for n in report["notes"]:
         if n["kind"] != "sampling":
-            lines.append(f"note: pid {n['pid']}: {n['message']}")
+            lines.append(_clip(f"note: pid {n['pid']}: {n['message']}", WIDTH))
     return "\n".join(lines)
+
+
+WIDTH = 100
+"""No line of the text report is longer: it must read in a terminal, not wrap."""
 
 
 def _clip(text: str, width: int) -> str:

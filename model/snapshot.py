@@ -134,7 +134,10 @@ def load(path: str | os.PathLike) -> Profile:
         for chunk in unpacker:
             if isinstance(chunk, dict) and chunk.get("kind") == "profile":
                 profile = _profile_from_chunk(chunk)
-    except (msgpack.FormatError, msgpack.StackError, ValueError, TypeError, KeyError):
+    except msgpack.OutOfData:
+        raise SnapshotError(f"{path} is truncated: the snapshot ends before its data") from None
+    except (msgpack.UnpackException, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        # Whatever a damaged body does to the readers below, the user hears one thing.
         raise SnapshotError(f"{path} is damaged: a gradetop snapshot whose body cannot be read") from None
     if profile is None or unpacker.tell() != len(data):
         raise SnapshotError(f"{path} is truncated: the snapshot ends before its data")
@@ -149,6 +152,10 @@ def _profile_from_chunk(chunk: dict) -> Profile:
     stacks = profile.stacks
     parent = _unpack_array(chunk["tree"]["parent"])
     frame = _unpack_array(chunk["tree"]["frame"])
+    nodes = np.arange(len(parent))
+    if len(frame) != len(parent) or len(parent) == 0 or np.any(parent[1:] >= nodes[1:]) or np.any(parent[1:] < 0) \
+            or np.any(frame[1:] < 0) or np.any(frame[1:] >= len(profile.frames)):
+        raise ValueError("stack trie out of range")
     # Adding node by node rebuilds depth, recursion marks and the child index exactly.
     for node in range(1, len(parent)):
         stacks.add_node(int(parent[node]), int(frame[node]))
@@ -158,6 +165,8 @@ def _profile_from_chunk(chunk: dict) -> Profile:
         ("thread_series", profile.thread_series, {}),
     ):
         cols = {k: _unpack_array(v) for k, v in chunk.get(name, {}).items()}
+        if len({len(v) for v in cols.values()}) > 1:
+            raise ValueError(f"{name} columns of unequal length")
         if cols.get("t") is not None and len(cols["t"]):
             for column, default in defaults.items():
                 if column not in cols:

@@ -117,12 +117,14 @@ class Timeline:
 
     def compact(self, min_new_rows: int = 50_000) -> None:
         """Merge old rows into coarse buckets once enough rows came in since the last time."""
-        if not self.compaction or len(self) - self._rows_at_last_compaction < min_new_rows:
+        if not self.compaction or len(self) == 0 or len(self) - self._rows_at_last_compaction < min_new_rows:
             return
         self._rows_at_last_compaction = len(self)
         newest = float(self.t.max())
         for level, rule in enumerate(self.compaction):
-            self._compact_level(level, newest - rule.age_s, rule.bucket_s)
+            # Cut on a bucket edge: a bucket straddling the cut would be merged in parts, again and again.
+            before = np.floor((newest - rule.age_s) / rule.bucket_s) * rule.bucket_s
+            self._compact_level(level, before, rule.bucket_s)
         self._rows_at_last_compaction = len(self)
 
     def _compact_level(self, level: int, before: float, bucket_s: float) -> None:

@@ -18,7 +18,7 @@ from gradetop.model.records import (
     StackBatch,
     ThreadSamples,
 )
-from gradetop.model.stacks import FrameTable, StackTable
+from gradetop.model.stacks import StackTable
 from gradetop.model.timeline import COLUMNS, Timeline
 
 # A few (function, file) pairs, each possible on several lines: enough for

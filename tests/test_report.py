@@ -207,10 +207,6 @@ def test_format_report_top_limits_rows():
 NOT_PYTHON = "process {} is not a Python process (or its interpreter has not started): stacks unavailable"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "report.py format_report: the first line (the whole command), the process line's"
-    " 'not sampled: <why_not_sampled>' state and the 'note: pid N: <message>' lines are"
-    " not clipped; the collector's own not-python message already makes both of the latter over 100 characters"))
 @pytest.mark.parametrize("what", ["command", "note", "why_not_sampled"])
 def test_format_report_long_command_and_notes(what):
     p = known_profile()

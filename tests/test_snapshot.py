@@ -245,17 +245,10 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
-@pytest.mark.xfail(strict=True, raises=(IndexError, AttributeError), reason=(
-    "snapshot.py load(), the except around the chunk loop: only FormatError/StackError/ValueError/TypeError/KeyError from"
-    " _profile_from_chunk become SnapshotError; a damaged trie (IndexError from StackTable.add_node) or a"
-    " non-map meta/process entry (AttributeError from ProfileMeta/ProcessInfo.from_dict) escapes as a traceback"))
 def test_damaged_body_raises_snapshot_error(tmp_path, damage):
     expect_error(_body_with(tmp_path, DAMAGE[damage]), "damaged")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "snapshot.py _profile_from_chunk: timeline columns of different lengths are appended as they are; the"
-    " profile loads and later breaks (build_tree: bincount weights length mismatch) instead of SnapshotError"))
 def test_timeline_columns_of_unequal_length(tmp_path):
     def shorten(body):
         w = body["timeline"]["w"]
@@ -263,9 +256,6 @@ def test_timeline_columns_of_unequal_length(tmp_path):
     expect_error(_body_with(tmp_path, shorten), "damaged")
 
 
-@pytest.mark.xfail(strict=True, raises=(IndexError, AttributeError), reason=(
-    "snapshot.py load(): changing single bytes of a valid snapshot (the trie arrays, meta, processes) makes"
-    " load raise IndexError/AttributeError instead of SnapshotError (same cause as the damaged-body cases)"))
 def test_single_byte_damage_never_escapes_as_another_exception(tmp_path):
     good = tmp_path / "good.gtop"
     save(rich_profile(), good)

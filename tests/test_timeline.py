@@ -126,6 +126,11 @@ def test_select_matches_naive_filter(rows, t0, t1, pids, tids):
 # ---- bucket_rows --------------------------------------------------------------------------
 
 
+def cut_of(newest: float, rule: Compaction) -> float:
+    """Where compaction cuts: the rule's age, floored to its bucket edge."""
+    return np.floor((newest - rule.age_s) / rule.bucket_s) * rule.bucket_s
+
+
 def _key_sums(rows: dict[str, np.ndarray]) -> dict[tuple, tuple[float, float, int]]:
     """Per (stack, pid, tid, flags): sums of w, active (float64) and n."""
     out: dict[tuple, list] = {}
@@ -247,17 +252,19 @@ class Run:
             return
         newest = float(raw["t"].max())
         assert float(tl.t.max()) == newest
-        # 3. Recent rows (younger than the smallest age) are untouched, in their order, at the end.
-        recent = raw["t"] >= newest - self.rules[0].age_s
+        # 3. Recent rows (younger than the first cut) are untouched, in their order, at the end.
+        recent = raw["t"] >= cut_of(newest, self.rules[0])
         k = int(recent.sum())
         for name in COLUMNS:
             assert np.array_equal(got[name][len(tl) - k:], raw[name][recent]), name
-        # 4. Every row older than a rule's age is a bucket of that rule or a coarser one.
+        # 4. Every row older than a rule's cut (its age, floored to a bucket edge so that no
+        #    bucket is merged in parts) is a bucket of that rule or a coarser one.
         t = got["t"]
         level0 = np.isclose(np.mod(t, self.rules[0].bucket_s), self.rules[0].bucket_s / 2)
         level1 = np.isclose(np.mod(t, self.rules[1].bucket_s), self.rules[1].bucket_s / 2)
-        assert np.all(level0[t < newest - self.rules[0].age_s] | level1[t < newest - self.rules[0].age_s])
-        assert np.all(level1[t < newest - self.rules[1].age_s])
+        cut0, cut1 = (cut_of(newest, rule) for rule in self.rules)
+        assert np.all(level0[t < cut0] | level1[t < cut0])
+        assert np.all(level1[t < cut1])
 
 
 def test_compaction_one_shot_hand_checked():
@@ -273,7 +280,7 @@ def test_compaction_one_shot_hand_checked():
     recent = t >= newest - 10
     assert np.array_equal(tl.t[-recent.sum():], t[recent])
     assert len(tl) < len(t) / 5
-    old = tl.t < newest - 100
+    old = tl.t < cut_of(newest, Compaction(age_s=100, bucket_s=10))
     assert np.all(np.mod(tl.t[old], 10) == 5)
     assert np.all(tl.n[old][:-2] == 50)  # full 10 s buckets of one stack: 50 samples each
     assert tl.w[old][:-2] == pytest.approx(5.0, rel=1e-5)
@@ -341,10 +348,6 @@ def test_compaction_invariants_property(steps, seed, every):
     run.compact()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "timeline.py _compact_level: the cut `before = newest - age_s` is not aligned to bucket_s, so the bucket"
-    " that straddles it is merged from its old part only and stamped at the bucket middle, which can be later"
-    " than the raw rows that follow it: t is no longer sorted"))
 def test_compact_keeps_t_sorted_when_appends_are_sorted():
     t = np.round(np.arange(0.0, 20.3, 0.1), 6)  # newest 20.2 -> cut 10.2: bucket [10, 11) is split
     tl = make_timeline(timeline_rows(t, np.full(len(t), 0.1, np.float32), 1), compaction=RULES)
@@ -353,19 +356,12 @@ def test_compact_keeps_t_sorted_when_appends_are_sorted():
     assert np.all(np.diff(tl.t) >= 0), tl.t[8:16]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "timeline.py Timeline.compact: with min_new_rows=0 an empty timeline passes the threshold check"
-    " and self.t.max() raises ValueError on the empty column"))
 def test_compact_empty_timeline_is_a_noop():
     tl = Timeline(compaction=RULES)
     tl.compact(min_new_rows=0)
     assert len(tl) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "timeline.py _compact_level: each call buckets only the rows between the previous cut and the new one,"
-    " and never re-buckets rows before _compacted_upto[level]; since the cut is not aligned to bucket_s, every"
-    " call leaves another partial row per (bucket, key), so compacting often leaves many rows per bucket"))
 def test_frequent_compaction_one_row_per_bucket():
     tl = Timeline(compaction=RULES)
     for second in range(300):  # one thread, one stack, 10 Hz, compacted after every 1 s window

@@ -9,7 +9,8 @@ from gradetop.model.stacks import short_path
 from gradetop.model.views import ViewData
 from gradetop.tui.format import seconds
 
-SORTS = ("total", "own", "name")
+SORTS = ("own", "total", "name")
+"""Own time first, as py-spy top: where the time is actually spent."""
 ROWS_SHOWN = 200
 
 
@@ -18,7 +19,7 @@ class TopTable(DataTable):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self.sort_by = "total"
+        self.sort_by = "own"
         self.view: ViewData | None = None
 
     def on_mount(self) -> None:
@@ -29,7 +30,7 @@ class TopTable(DataTable):
     def show(self, view: ViewData) -> None:
         self.view = view
         whole = max(view.tree.total_s[0], 1e-12) if view.tree.size else 1.0
-        rows = list(view.functions)
+        rows = list(view.functions)  # by total time
         if self.sort_by == "own":
             rows.sort(key=lambda f: (-f.self_s, -f.total_s))
         elif self.sort_by == "name":

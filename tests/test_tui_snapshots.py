@@ -1,0 +1,103 @@
+"""Pictures of the main screens over the recorded demo snapshot, at a narrow and a wide terminal size.
+
+The app reads tests/data/demo.gtop through a FileSource: the duration, the
+header and every panel are fixed by the file, so the pictures do not depend on
+the clock. Each picture is taken once two fresh refreshes have landed after the
+keys were pressed, so every panel draws data computed for its current size.
+
+Regenerate after an intended change of the UI:
+    python -m pytest tests/test_tui_snapshots.py --snapshot-update
+and look at the SVGs under tests/__snapshots__/ before committing them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gradetop.model.snapshot import load
+from gradetop.tui.app import GradetopApp
+from gradetop.tui.screens import HelpScreen
+from gradetop.tui.sources import FileSource
+from gradetop.tui.timeline import TimelineView
+
+DEMO = Path(__file__).parent / "data" / "demo.gtop"
+NARROW = (80, 24)
+WIDE = (160, 48)
+SIZES = [pytest.param(NARROW, id="80x24"), pytest.param(WIDE, id="160x48")]
+
+
+@pytest.fixture(scope="module")
+def demo_profile():
+    # Nothing writes to a FileSource's profile, so the apps can share one.
+    return load(DEMO)
+
+
+def demo_app(profile) -> GradetopApp:
+    return GradetopApp(FileSource(profile, str(DEMO)), refresh_s=0.1)
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def fresh_views(pilot, count: int = 2) -> None:
+    """Wait until `count` new pictures have been applied (the app refreshes every 0.1 s)."""
+    app = pilot.app
+    for _ in range(count):
+        before = app.last_view
+        await wait_for(pilot, lambda: app.last_view is not None and app.last_view is not before, what="a refresh")
+    await pilot.pause()
+
+
+def keys_then_settle(*keys: str):
+    async def run_before(pilot) -> None:
+        await wait_for(pilot, lambda: pilot.app.last_view is not None, what="the first ViewReady")
+        if keys:
+            await pilot.press(*keys)
+        await fresh_views(pilot)
+        timeline = pilot.app.query_one(TimelineView)
+        if timeline.display and timeline.data is not None:
+            # A timeline computed while it was hidden has too few bins; its next refresh fills the width.
+            await wait_for(pilot, lambda: timeline.data.bins == timeline.bins_wanted, what="a full-width timeline")
+        if "question_mark" in keys:
+            await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), what="the help screen")
+            await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_flame(snap_compare, demo_profile, size):
+    """Default screen: the flame of the whole run, root selected, detail line at the bottom of the panel."""
+    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=keys_then_settle())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_top(snap_compare, demo_profile, size):
+    """'2': top functions sorted by total time, the table focused."""
+    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=keys_then_settle("2"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_timeline(snap_compare, demo_profile, size):
+    """'3': one lane per process with CPU and RSS sparklines, the cursor on the last bin."""
+    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=keys_then_settle("3"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_processes(snap_compare, demo_profile, size):
+    """'4': the process tree (main process, resource tracker, two pool workers), all ended."""
+    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=keys_then_settle("4"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare, demo_profile, size):
+    """'?': the help box over the flame screen."""
+    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=keys_then_settle("question_mark"))
