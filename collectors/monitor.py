@@ -26,6 +26,8 @@ class Monitor:
     def __init__(self, profile: Profile, pid: int, stack_options: StackOptions | None = None,
                  resource_hz: float = 10.0, stacks: bool = True) -> None:
         self.profile = profile
+        self.on_samples = None
+        """Called (from the ingest thread) after new samples are in the model: a live UI redraws then."""
         self.pid = pid
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.resources = ResourceSampler(pid, self._queue.put, resource_hz)
@@ -126,5 +128,8 @@ class Monitor:
                 self.latencies.append(time.time() - batch.t_end)
             else:
                 keep.append((arrived, batch))
+        released = len(keep) < len(self._held)
         self._held = keep
+        if released and self.on_samples is not None:
+            self.on_samples()
 

@@ -94,6 +94,8 @@ class ViewData:
     processes: list[ProcessRow]
     samples: int
     span: tuple[float, float] | None
+    children: dict[int, np.ndarray] = field(default_factory=dict)
+    """Node -> child nodes with weight (computed with the tree, off the UI thread)."""
     labels: list[str] = field(default_factory=list)
     """Display label per frame id."""
     files: list[str] = field(default_factory=list)
@@ -129,6 +131,7 @@ def view_data(profile: Profile, flt: ViewFilter, now: float | None = None) -> Vi
             processes=processes,
             samples=int(rows["n"].sum(dtype=np.int64)),
             span=profile.timeline.span(),
+            children=tree.children_index(),
             labels=labels,
             files=files,
         )

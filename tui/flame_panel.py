@@ -31,7 +31,7 @@ class FlamePanel(Vertical):
 
     def show(self, view: ViewData) -> None:
         self.view = view
-        self.flame.show(view.tree, view.tree.children_index(), view.labels, view.files)
+        self.flame.show(view.tree, view.children, view.labels, view.files)
         self.describe(self.flame.selected)
 
     def on_flame_view_selected(self, message: FlameView.Selected) -> None:
