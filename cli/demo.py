@@ -9,10 +9,12 @@ import tempfile
 from gradetop.cli import record as record_cmd
 from gradetop.cli.errors import UserError, say
 from gradetop.cli.live import demo_live, interactive
+from gradetop.collectors.markers import new_phase_folder
 from gradetop.collectors.target import Target, TargetError
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.report import build_report, format_report
 from gradetop.model.snapshot import load
+from gradetop.phases import ENV
 
 
 def add_arguments(parser) -> None:
@@ -33,15 +35,18 @@ def run(args) -> int:
     command = demo_command(args)
     if interactive() and not args.headless:
         return demo_live(args, command)
+
     output = args.output or os.path.join(tempfile.gettempdir(), f"gradetop-demo-{os.getpid()}.gtop")
     record_cmd.check_writable(output)
+    phases = record_cmd.phase_options(args)
+    folder = new_phase_folder()
     try:
-        target = Target.spawn(command)
+        target = Target.spawn(command, env={ENV: folder})
     except TargetError as exc:
         raise UserError(str(exc)) from None
     say(f"running the demo workflow (pid {target.pid}); Ctrl-C stops it")
     profile = Profile(ProfileMeta(rate_hz=args.rate, command=command, target_pid=target.pid, mode="demo",
-                                  options={"idle": args.idle, "native": args.native}))
-    code = record_cmd.record(profile, target, record_cmd.stack_options(args), output, None)
+                                  options={"idle": args.idle, "native": args.native, **phases}))
+    code = record_cmd.record(profile, target, record_cmd.stack_options(args), output, None, folder)
     print(format_report(build_report(load(output))))
     return code

@@ -9,12 +9,15 @@ import threading
 import time
 
 from gradetop.cli.errors import EXIT_PARTIAL, UserError, say
+from gradetop.collectors.markers import new_phase_folder, remove_phase_folder
 from gradetop.collectors.monitor import Monitor
 from gradetop.collectors.stacks import StackOptions
 from gradetop.collectors.target import Target, TargetError, shell_status
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import ProcessEnded
 from gradetop.model.snapshot import save
+from gradetop.model.rules import RulesError, load_rules, rules_to_data
+from gradetop.phases import ENV
 
 
 def add_arguments(parser) -> None:
@@ -31,6 +34,7 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--native", action="store_true", help="include native (C/C++/Cython) frames; slower")
     parser.add_argument("--blocking", action="store_true", help="pause the target for each sample (py-spy's default; off here: it slows many-threaded jobs)")
     parser.add_argument("--no-subprocesses", dest="subprocesses", action="store_false", help="sample only the main process, not its children")
+    parser.add_argument("--phases", metavar="RULES.toml", help="your own rules mapping frames to phases (see README)")
 
 
 def positive_float(text: str) -> float:
@@ -55,6 +59,16 @@ def pid_number(text: str) -> int:
 
 positive_float.__name__ = "number"
 pid_number.__name__ = "pid"
+
+
+def phase_options(args) -> dict:
+    """The user's phase rules, checked now (a bad file fails before anything runs) and kept in the snapshot."""
+    if not getattr(args, "phases", None):
+        return {}
+    try:
+        return {"phase_rules": rules_to_data(load_rules(args.phases))}
+    except RulesError as exc:
+        raise UserError(str(exc)) from None
 
 
 def stack_options(args) -> StackOptions:
@@ -85,27 +99,32 @@ def run(args) -> int:
         check_writable(args.output)
     else:
         check_writable(os.path.join(os.getcwd(), "gradetop-probe.gtop"))
+    phases = phase_options(args)
+    folder = None if args.pid is not None else new_phase_folder()
     try:
-        target = Target.attach(args.pid) if args.pid is not None else Target.spawn(args.command)
+        target = Target.attach(args.pid) if args.pid is not None else Target.spawn(args.command, env={ENV: folder})
     except TargetError as exc:
+        if folder:
+            remove_phase_folder(folder)
         raise UserError(str(exc)) from None
     meta = ProfileMeta(
         rate_hz=args.rate,
         command=target.command,
         target_pid=target.pid,
         mode="record" if target.spawned else "attach",
-        options={"idle": args.idle, "native": args.native, "blocking": args.blocking},
+        options={"idle": args.idle, "native": args.native, "blocking": args.blocking, **phases},
     )
     profile = Profile(meta)
     output = args.output or default_output(target.pid)
-    return record(profile, target, stack_options(args), output, args.duration)
+    return record(profile, target, stack_options(args), output, args.duration, folder)
 
 
-def record(profile: Profile, target: Target, options: StackOptions, output: str, duration: float | None) -> int:
+def record(profile: Profile, target: Target, options: StackOptions, output: str, duration: float | None,
+           phase_folder: str | None = None) -> int:
     """Sample until the target ends, `duration` passes or SIGINT/SIGTERM; then always write the snapshot."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    monitor = Monitor(profile, target.pid, options).start()
+    monitor = Monitor(profile, target.pid, options, phase_folder=phase_folder).start()
     deadline = None if duration is None else time.monotonic() + duration
     reported = False
     try:
@@ -127,6 +146,8 @@ def record(profile: Profile, target: Target, options: StackOptions, output: str,
         monitor.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if phase_folder:
+            remove_phase_folder(phase_folder)
     if target.spawned:
         profile.ingest(ProcessEnded(target.pid, time.time(), target.exit_code))
         profile.meta.exit_code = target.exit_code

@@ -7,6 +7,7 @@ import sys
 
 from gradetop.cli.errors import UserError
 from gradetop.model.report import build_report, format_report
+from gradetop.model.rules import RulesError, load_rules
 from gradetop.model.snapshot import SnapshotError, load
 
 
@@ -14,6 +15,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("file", metavar="FILE", help="a snapshot written by gradetop record / run / demo")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--top", type=int, default=20, metavar="N", help="functions listed in the text report (default 20)")
+    parser.add_argument("--phases", metavar="RULES.toml", help="phase rules to apply (default: those recorded with the file)")
     idle = parser.add_mutually_exclusive_group()
     idle.add_argument("--idle", dest="idle", action="store_true", default=None, help="count idle samples in function times")
     idle.add_argument("--no-idle", dest="idle", action="store_false", help="count only active samples")
@@ -28,7 +30,13 @@ def load_or_fail(path: str):
 
 def run(args) -> int:
     profile = load_or_fail(args.file)
-    report = build_report(profile, include_idle=args.idle)
+    rules = None
+    if args.phases:
+        try:
+            rules = load_rules(args.phases)
+        except RulesError as exc:
+            raise UserError(str(exc)) from None
+    report = build_report(profile, include_idle=args.idle, rules=rules)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")

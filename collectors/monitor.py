@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 
+from gradetop.collectors.markers import MarkerReader, phase_folder_of
 from gradetop.collectors.resources import ResourceSampler
 from gradetop.collectors.stacks import StackOptions, StackSampler
 from gradetop.model.profile import Profile
@@ -24,13 +25,17 @@ JOIN_WAIT_S = 1.0
 
 class Monitor:
     def __init__(self, profile: Profile, pid: int, stack_options: StackOptions | None = None,
-                 resource_hz: float = 10.0, stacks: bool = True) -> None:
+                 resource_hz: float = 10.0, stacks: bool = True, phase_folder: str | None = None) -> None:
         self.profile = profile
         self.on_samples = None
         """Called (from the ingest thread) after new samples are in the model: a live UI redraws then."""
         self.pid = pid
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.resources = ResourceSampler(pid, self._queue.put, resource_hz)
+        # Phase markers: the folder given to a command we started, or the one an attached
+        # process was started with.
+        folder = phase_folder or phase_folder_of(pid)
+        self.markers = MarkerReader(folder, self._queue.put) if folder else None
         self.stack_options = stack_options or StackOptions()
         self.sample_stacks = stacks
         self.samplers: dict[int, StackSampler] = {}
@@ -47,6 +52,8 @@ class Monitor:
     def start(self) -> "Monitor":
         self._start_sampler(self.pid)
         self.resources.start()
+        if self.markers is not None:
+            self.markers.start()
         self._ingest.start()
         return self
 
@@ -89,6 +96,9 @@ class Monitor:
             sampler.join()
         self.resources.stop()
         self.resources.join()
+        if self.markers is not None:
+            self.markers.stop()
+            self.markers.join()
         self._ingest_done.set()
         self._ingest.join()
 

@@ -5,6 +5,10 @@ It writes data shards to a temporary folder, loads them back with a pool of
 worker processes, preprocesses, trains a two-layer network with explicit
 forward / backward / optimizer steps, evaluates, and saves a checkpoint.
 No GPU, no download; about 30 s at --scale 1 on two cores.
+
+Training, evaluation and the checkpoint are marked with gradetop.phase; data
+generation, loading and preprocessing are not, so that gradetop finds them
+itself (automatic phases): the demo shows both.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import tempfile
 import time
 
 import numpy as np
+
+import gradetop
 
 FEATURES = 32
 CLASSES = 4
@@ -122,19 +128,22 @@ class Adam:
             setattr(model, k, getattr(model, k) - self.lr * m_hat / (np.sqrt(v_hat) + 1e-8))
 
 
+@gradetop.phase("train")
 def train(model: Model, data, epochs: int, batch: int, rng: np.random.Generator) -> None:
     x, y = data
     opt = Adam(model)
     for epoch in range(epochs):
-        order = rng.permutation(len(x))
-        for start in range(0, len(x), batch):
-            idx = order[start : start + batch]
-            h, p = forward(model, x[idx])
-            grads = backward(model, x[idx], y[idx], h, p)
-            opt.step(model, grads)
+        with gradetop.phase(f"epoch {epoch + 1}"):
+            order = rng.permutation(len(x))
+            for start in range(0, len(x), batch):
+                idx = order[start : start + batch]
+                h, p = forward(model, x[idx])
+                grads = backward(model, x[idx], y[idx], h, p)
+                opt.step(model, grads)
         print(f"epoch {epoch + 1}/{epochs} done", flush=True)
 
 
+@gradetop.phase("evaluate")
 def evaluate(model: Model, data, passes: int = 30) -> float:
     """Accuracy of the averaged prediction over noisy passes (test-time augmentation)."""
     x, y = data
@@ -179,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         print("evaluating", flush=True)
         accuracy = evaluate(model, val_set)
         print("saving checkpoint", flush=True)
-        save_checkpoint(model, folder)
+        with gradetop.phase("checkpoint"):
+            save_checkpoint(model, folder)
     print(f"validation accuracy {accuracy:.3f}; {time.time() - started:.1f} s", flush=True)
     return 0
 

@@ -21,6 +21,7 @@ from gradetop.model.calltree import CallTree, build_tree
 from gradetop.model.processes import ProcessInfo, ThreadInfo
 from gradetop.model.records import (
     OutputLine,
+    PhaseMark,
     ProcessEnded,
     ResourceBatch,
     SamplerNote,
@@ -67,6 +68,8 @@ class Profile:
         self.threads: dict[tuple[int, int], ThreadInfo] = {}
         self.notes: list[SamplerNote] = []
         self.output: deque[OutputLine] = deque(maxlen=OUTPUT_LINES_KEPT)
+        self.marks: list[PhaseMark] = []
+        """Phase markers from the workflow, in arrival order."""
         self.lock = threading.RLock()
         self._recent_active: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self.last_resource_time = 0.0
@@ -90,6 +93,8 @@ class Profile:
                 self._ingest_note(record)
             elif isinstance(record, OutputLine):
                 self.output.append(record)
+            elif isinstance(record, PhaseMark):
+                self.marks.append(record)
             else:
                 raise TypeError(f"not a collector record: {type(record).__name__}")
 

@@ -91,3 +91,15 @@ class OutputLine:
     t: float
     stream: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseMark:
+    """One phase marker event written by gradetop.phase in the workflow."""
+
+    t: float
+    pid: int
+    tid: int
+    kind: str
+    """'B' (phase began) or 'E' (phase ended)."""
+    name: str

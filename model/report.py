@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime as _dt
 
 from gradetop.model.calltree import top_functions
+from gradetop.model.phase_costs import cost_phases
+from gradetop.model.phases import PhaseCost, all_phases
+from gradetop.model.rules import Rule, parse_rules
 from gradetop.model.profile import Profile
 from gradetop.model.snapshot import VERSION
 from gradetop.model.stacks import short_path
 
 
-def build_report(profile: Profile, include_idle: bool | None = None, limit: int | None = None) -> dict:
+def build_report(profile: Profile, include_idle: bool | None = None, limit: int | None = None,
+                 rules: tuple[Rule, ...] | None = None) -> dict:
     """The JSON report.
 
     Function times are seconds summed over threads. Without idle, a sample
@@ -19,7 +23,10 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
     """
     if include_idle is None:
         include_idle = bool(profile.meta.options.get("idle", False))
+    if rules is None:
+        rules = parse_rules({"phase": profile.meta.options["phase_rules"]}) if profile.meta.options.get("phase_rules") else ()
     with profile.lock:
+        costs = cost_phases(profile, all_phases(profile, rules))
         tree = profile.tree(weight="w" if include_idle else "active")
         functions = top_functions(tree)
         if limit is not None:
@@ -65,10 +72,24 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
                 }
                 for f in functions
             ],
-            "phases": [],
+            "phases": [phase_entry(c, meta.start_time) for c in costs],
             "notes": [{"pid": n.pid, "kind": n.kind, "message": n.message} for n in profile.notes],
         }
     return report
+
+
+def phase_entry(c: PhaseCost, t0: float) -> dict:
+    p = c.phase
+    return {
+        "name": p.name, "path": p.path, "type": p.kind, "pid": p.pid, "tid": p.tid, "source": p.source,
+        "depth": p.depth,
+        "start_s": round(p.start - t0, 6), "end_s": round(p.end - t0, 6), "duration_s": round(p.duration, 6),
+        "cpu_s": round(c.cpu_s, 6), "thread_cpu_s": round(c.thread_cpu_s, 6),
+        "active_s": round(c.active_s, 6), "waiting_s": round(c.waiting_s, 6), "stalled_s": round(c.stalled_s, 6),
+        "children_cpu_s": round(c.children_cpu_s, 6), "peak_rss_bytes": c.peak_rss,
+        "read_bytes": c.read_bytes, "write_bytes": c.write_bytes,
+        "verdict": c.verdict, "verdict_kind": c.verdict_kind,
+    }
 
 
 def format_report(report: dict, top: int = 20) -> str:
@@ -97,6 +118,7 @@ def format_report(report: dict, top: int = 20) -> str:
         lines.append(f"  {f['total_s']:>8.2f} {f['self_s']:>8.2f}  {_clip(f['function'], 36)} ({_clip(where, 24)})")
     if not report["functions"]:
         lines.append("  (no stack samples)")
+    lines += format_phases(report)
     for n in report["notes"]:
         if n["kind"] != "sampling":
             lines.append(_clip(f"note: pid {n['pid']}: {n['message']}", WIDTH))
@@ -105,6 +127,26 @@ def format_report(report: dict, top: int = 20) -> str:
 
 WIDTH = 100
 """No line of the text report is longer: it must read in a terminal, not wrap."""
+
+
+def format_phases(report: dict) -> list[str]:
+    """The phases table: one line per phase type, in the order they first ran."""
+    if not report["phases"]:
+        return []
+    groups: dict[tuple, list[dict]] = {}
+    for p in report["phases"]:
+        groups.setdefault((p["type"], p["source"]), []).append(p)
+    wall = report["duration_s"] or 1.0
+    lines = ["", "Phases (source: marker / rule / auto; n instances, times summed over them)",
+             f"  {'phase':<34} {'source':<7} {'n':>4} {'total s':>8} {'mean s':>7} {'of wall':>7}"]
+    for (kind, source), members in sorted(groups.items(), key=lambda kv: min(p["start_s"] for p in kv[1])):
+        total = sum(p["duration_s"] for p in members)
+        longest = max(members, key=lambda p: p["duration_s"])
+        indent = "  " * min(p["depth"] for p in members)
+        lines.append(f"  {_clip(indent + kind, 34):<34} {source:<7} {len(members):>4} {total:>8.2f} "
+                     f"{total / len(members):>7.2f} {100 * total / wall:>6.0f}%")
+        lines.append(_clip(f"  {indent}  ↳ {longest['verdict']}", WIDTH))
+    return lines
 
 
 def _clip(text: str, width: int) -> str:

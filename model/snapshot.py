@@ -18,7 +18,7 @@ import numpy as np
 
 from gradetop.model.processes import ProcessInfo, ThreadInfo
 from gradetop.model.profile import OUTPUT_LINES_KEPT, Profile, ProfileMeta
-from gradetop.model.records import OutputLine, SamplerNote
+from gradetop.model.records import OutputLine, PhaseMark, SamplerNote
 
 FORMAT = "gradetop-snapshot"
 VERSION = 1
@@ -75,6 +75,7 @@ def to_chunks(profile: Profile) -> tuple[dict, list[dict]]:
             "threads": [t.to_dict() for t in profile.threads.values()],
             "notes": [[n.t, n.pid, n.kind, n.message] for n in profile.notes],
             "output": [[o.t, o.stream, o.text] for o in profile.output],
+            "marks": [[m.t, m.pid, m.tid, m.kind, m.name] for m in profile.marks],
         }
     header = {"format": FORMAT, "version": VERSION, "gradetop": profile.meta.gradetop_version}
     return header, [body]
@@ -180,5 +181,6 @@ def _profile_from_chunk(chunk: dict) -> Profile:
         profile.threads[(info.pid, info.tid)] = info
     profile.notes = [SamplerNote(*n) for n in chunk.get("notes", [])]
     profile.output = deque((OutputLine(*o) for o in chunk.get("output", [])), maxlen=OUTPUT_LINES_KEPT)
+    profile.marks = [PhaseMark(*m) for m in chunk.get("marks", [])]
     return profile
 

@@ -29,7 +29,7 @@ class ViewFilter:
     include_idle: bool = True
 
     def describe(self) -> str:
-        parts = []
+        parts = ["wall time" if self.include_idle else "active time"]
         if self.last_s is not None:
             parts.append(f"last {self.last_s:g} s")
         if self.t0 is not None or self.t1 is not None:
@@ -38,7 +38,9 @@ class ViewFilter:
             parts.append(f"thread {', '.join(map(str, sorted(self.tids)))}")
         elif self.pids is not None:
             parts.append(f"process {', '.join(map(str, sorted(self.pids)))}")
-        return ", ".join(parts) or "whole run, all threads"
+        if len(parts) == 1:
+            parts.append("whole run, all threads")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)

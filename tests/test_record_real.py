@@ -76,7 +76,13 @@ def test_report_contract(known):
     assert isinstance(active["samples"], int) and active["samples"] > 300
     assert active["rate_hz"] == 100.0
     assert 5.0 < active["duration_s"] < 15.0
-    assert active["phases"] == []
+    for phase in active["phases"]:
+        assert set(phase) >= {"name", "path", "pid", "tid", "source", "start_s", "end_s", "duration_s", "cpu_s",
+                              "peak_rss_bytes", "verdict"}
+        assert phase["source"] in ("marker", "rule", "auto")
+    # The unmarked script's stages are found on their own.
+    auto = {p["name"] for p in active["phases"] if p["source"] == "auto"}
+    assert {"alpha", "beta", "napper"} <= auto, auto
     # Wall time is covered by samples, not only the asked rate: at least 95% even on a short run.
     assert active["coverage"] >= 0.95, active["coverage"]
 

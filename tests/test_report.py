@@ -200,7 +200,8 @@ def test_format_report_clips_long_names():
 
 def test_format_report_top_limits_rows():
     text = format_report(build_report(known_profile(), include_idle=True), top=1)
-    assert "forward" not in text and "main" in text
+    functions = text.split("\nPhases")[0]  # the phases section may name the same functions
+    assert "forward" not in functions and "main" in functions
 
 
 # What collectors/pyspy.py explain_failure says of a process that is not Python.

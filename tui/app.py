@@ -15,31 +15,44 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Footer, Log, Tab, Tabs
 
+from gradetop.model.phase_costs import cost_phases
+from gradetop.model.phase_summary import PhaseGroup, summarize
+from gradetop.model.phases import PhaseCost, PhaseLane, all_phases, phase_lanes
+from gradetop.model.rules import parse_rules
 from gradetop.model.snapshot import save
 from gradetop.model.views import TimelineData, ViewData, ViewFilter, timeline_data, view_data
 from gradetop.tui.flame_panel import FlamePanel
 from gradetop.tui.header import StatusHeader
+from gradetop.tui.phase_table import PhaseTable
 from gradetop.tui.processes import ProcessTable
 from gradetop.tui.screens import HelpScreen, QuitScreen
 from gradetop.tui.timeline import TimelineView
 from gradetop.tui.top import TopTable
 
-PANELS = ("flame", "top", "timeline", "processes", "output")
+PANELS = ("flame", "top", "timeline", "phases", "processes", "output")
 WINDOWS = (None, 10.0, 60.0, 300.0)
 WIDE = (120, 36)
 """From this size up, every panel shows at once; below it, panels are tabs."""
 
 
+PHASES_EVERY_S = 3.0
+"""Phases are recomputed from the whole run: at most this often while it runs."""
+
+
 class ViewReady(Message):
     """A new picture of the profile, computed off the UI thread."""
 
-    def __init__(self, view: ViewData, timeline: TimelineData) -> None:
+    def __init__(self, view: ViewData, timeline: TimelineData, phases: list[PhaseGroup],
+                 lanes: list[PhaseLane]) -> None:
         super().__init__()
         self.view = view
         self.timeline = timeline
+        self.phases = phases
+        self.lanes = lanes
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ViewReady)
@@ -67,7 +80,9 @@ class GradetopApp(App):
         Binding("p", "freeze", "Freeze"),
         Binding("t", "cycle_threads", "Threads"),
         Binding("w", "cycle_window", "Window"),
+        Binding("i", "toggle_idle", "Idle"),
         Binding("T", "lanes_per_thread", "Lanes", show=False),
+        Binding("f", "fold_phases", "Fold phases", show=False),
         Binding("question_mark", "help", "Help"),
         *(Binding(str(i + 1), f"panel('{name}')", name.title(), show=False) for i, name in enumerate(PANELS)),
     ]
@@ -75,9 +90,12 @@ class GradetopApp(App):
     def __init__(self, source, refresh_s: float = 1.0, save_path: str | None = None) -> None:
         super().__init__()
         self.source = source
+        options = source.profile.meta.options
+        self.rules = parse_rules({"phase": options["phase_rules"]}) if options.get("phase_rules") else ()
         self.refresh_s = refresh_s
         self.save_path = save_path
-        self.filter = ViewFilter(include_idle=True)
+        # Active time by default, as py-spy top: where the CPUs went. 'i' shows idle threads too.
+        self.filter = ViewFilter(include_idle=bool(source.profile.meta.options.get("idle", False)))
         self.frozen = False
         self.active_panel = "flame"
         self.lanes_by_thread = False
@@ -87,6 +105,9 @@ class GradetopApp(App):
         self._finishing = False
         self._last_compute = 0.0
         self._redraw_pending = False
+        self.phase_depth = 1
+        self._phases: list[PhaseCost] = []
+        self._phases_at = 0.0
 
     # ---- layout ----------------------------------------------------------------
 
@@ -97,10 +118,12 @@ class GradetopApp(App):
             yield FlamePanel(id="flame-panel", classes="panel")
             with Horizontal(id="middle"):
                 yield TopTable(id="top", classes="panel")
+                yield PhaseTable(id="phases", classes="panel")
+            with Horizontal(id="bottom"):
+                yield TimelineView(id="timeline", classes="panel")
                 with Vertical(id="side"):
                     yield ProcessTable(id="processes", classes="panel")
                     yield Log(id="output", classes="panel", max_lines=5000)
-            yield TimelineView(id="timeline", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -126,7 +149,8 @@ class GradetopApp(App):
         active = self.active_panel
         for name in PANELS:
             self.panel_widget(name).display = not narrow or name == active
-        self.query_one("#middle").display = not narrow or active in ("top", "processes", "output")
+        self.query_one("#middle").display = not narrow or active in ("top", "phases")
+        self.query_one("#bottom").display = not narrow or active in ("timeline", "processes", "output")
         self.query_one("#side").display = not narrow or active in ("processes", "output")
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
@@ -180,16 +204,27 @@ class GradetopApp(App):
         profile = self.source.profile
         view = view_data(profile, flt)
         timeline = timeline_data(profile, bins, by_thread=by_thread)
-        self.post_message(ViewReady(view, timeline))
+        ended = self.source.state().ended
+        if time.monotonic() - self._phases_at >= PHASES_EVERY_S or (ended and self._phases_at >= 0):
+            self._phases = cost_phases(profile, all_phases(profile, self.rules))
+            self._phases_at = -1.0 if ended else time.monotonic()
+        phases = [c.phase for c in self._phases]
+        groups = summarize(self._phases, profile.duration_s)
+        lanes = phase_lanes(phases, timeline.t0, timeline.t1, timeline.bins, self.phase_depth)
+        self.post_message(ViewReady(view, timeline, groups, lanes))
 
     def on_view_ready(self, message: ViewReady) -> None:
         if self.frozen:
             return
         self.last_view = message.view
-        self.query_one(FlamePanel).show(message.view)
-        self.query_one(TopTable).show(message.view)
-        self.query_one(ProcessTable).show(message.view.processes)
-        self.query_one(TimelineView).show(message.timeline)
+        try:
+            self.query_one(FlamePanel).show(message.view)
+            self.query_one(TopTable).show(message.view)
+            self.query_one(ProcessTable).show(message.view.processes)
+            self.query_one(TimelineView).show(message.timeline, message.lanes)
+            self.query_one(PhaseTable).show(message.phases)
+        except NoMatches:
+            return  # a picture that arrives while the app closes has nowhere to go
         self.update_header()
 
     @work(thread=True, exclusive=True, group="finish")
@@ -271,6 +306,24 @@ class GradetopApp(App):
         self.notify("whole run" if window is None else f"last {window:g} s", timeout=1.5)
         self.set_filter(last_s=window)
 
+    def action_fold_phases(self) -> None:
+        self.phase_depth = 0 if self.phase_depth else 1
+        self.notify("nested phases shown" if self.phase_depth else "top-level phases only", timeout=1.5)
+        self.tick()
+
+    def on_phase_table_chosen(self, message: PhaseTable.Chosen) -> None:
+        group = message.group
+        pids = frozenset(pid for pid, _ in group.threads)
+        tids = frozenset(tid for _, tid in group.threads)
+        self.notify(f"flame and top show phase {group.kind}", timeout=2)
+        self.set_filter(t0=group.first_start, t1=group.last_end, pids=pids, tids=tids, last_s=None)
+        self.action_panel("flame")
+
+    def action_toggle_idle(self) -> None:
+        idle = not self.filter.include_idle
+        self.notify("idle time included (wall time)" if idle else "active time only", timeout=1.5)
+        self.set_filter(include_idle=idle)
+
     def action_lanes_per_thread(self) -> None:
         self.lanes_by_thread = not self.lanes_by_thread
         self.tick()
@@ -280,7 +333,7 @@ class GradetopApp(App):
         self.set_filter(t0=message.t0, t1=message.t1, last_s=None)
 
     def on_timeline_view_range_cleared(self, message: TimelineView.RangeCleared) -> None:
-        self.set_filter(t0=None, t1=None)
+        self.set_filter(t0=None, t1=None, pids=None, tids=None)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

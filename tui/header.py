@@ -28,7 +28,7 @@ class StatusHeader(Static):
         text.append(f"  {samples:,} samples")
         if dropped:
             text.append(f"  {dropped:,} dropped", style="#d7af5f")
-        if filter_text != "whole run, all threads":
+        if not filter_text.endswith("whole run, all threads"):
             text.append(f"  [{filter_text}]", style="bold #d7af5f")
         text.append(f"  {title}", style="bold")
         self.update(text)

@@ -12,7 +12,7 @@ HELP = """\
 [b]gradetop[/b] — keys (the footer shows those of the focused view)
 
 [b]everywhere[/b]
-  1-5 / Tab   flame, top, timeline, processes, output
+  1-6 / Tab   flame, top, timeline, phases, processes, output
   t           cycle: all threads merged / one process / one thread
   w           time window: whole run / last 10 s / 60 s / 5 min
   p           freeze the view (collection goes on)
@@ -23,7 +23,8 @@ HELP = """\
 [b]flame[/b]     ←→ siblings  ↑ caller  ↓ callee  Enter zoom  Esc zoom out  / search
 [b]top[/b]       ↑↓ move  o cycle sort (total / own / name), or click a header
 [b]timeline[/b]  ←→ cursor (Shift: ×10)  Space mark range start/end  Esc clear
-            T  one lane per thread; a range filters flame and top
+            T  one lane per thread  f  fold nested phases; a range filters flame and top
+[b]phases[/b]    ↑↓ move  Enter show the phase in flame and top (Esc in the timeline clears)
 """
 
 

@@ -13,11 +13,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from gradetop.collectors.markers import new_phase_folder
 from gradetop.collectors.monitor import Monitor
 from gradetop.collectors.stacks import StackOptions
 from gradetop.collectors.target import Target, shell_status
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import ProcessEnded
+from gradetop.phases import ENV
 
 
 @dataclass(frozen=True)
@@ -61,20 +63,23 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, target: Target, options: StackOptions, mode: str, idle: bool = True) -> None:
+    def __init__(self, target: Target, options: StackOptions, mode: str, idle: bool = True,
+                 phase_folder: str | None = None, extra_options: dict | None = None) -> None:
         self.target = target
         self.spawned = target.spawned
         meta = ProfileMeta(rate_hz=options.rate_hz, command=target.command, target_pid=target.pid, mode=mode,
-                           options={"idle": idle, "native": options.native, "blocking": options.blocking})
+                           options={"idle": idle, "native": options.native, "blocking": options.blocking,
+                                    **(extra_options or {})})
         self.profile = Profile(meta)
-        self.monitor = Monitor(self.profile, target.pid, options)
+        self.monitor = Monitor(self.profile, target.pid, options, phase_folder=phase_folder)
         verb = "attach" if not target.spawned else mode
         self.title = f"{verb}: {' '.join(target.command) or target.pid} (pid {target.pid})"
         self._finished = threading.Event()
         self._detached = False
 
     @classmethod
-    def spawn(cls, command: list[str], options: StackOptions, mode: str = "run") -> "LiveSource":
+    def spawn(cls, command: list[str], options: StackOptions, mode: str = "run",
+              extra_options: dict | None = None) -> "LiveSource":
         log_path = os.path.join(tempfile.gettempdir(), f"gradetop-output-{os.getpid()}-{int(time.time())}.log")
         holder: list[Profile] = []
         early: list = []
@@ -83,16 +88,17 @@ class LiveSource:
             # Lines can come before the profile exists; keep them until it does.
             (holder[0].ingest(line) if holder else early.append(line))
 
-        target = Target.spawn(command, on_output=on_output, log_path=log_path)
-        source = cls(target, options, mode)
+        folder = new_phase_folder()
+        target = Target.spawn(command, on_output=on_output, log_path=log_path, env={ENV: folder})
+        source = cls(target, options, mode, phase_folder=folder, extra_options=extra_options)
         holder.append(source.profile)
         for line in early:
             source.profile.ingest(line)
         return source
 
     @classmethod
-    def attach(cls, pid: int, options: StackOptions) -> "LiveSource":
-        return cls(Target.attach(pid), options, "attach")
+    def attach(cls, pid: int, options: StackOptions, extra_options: dict | None = None) -> "LiveSource":
+        return cls(Target.attach(pid), options, "attach", extra_options=extra_options)
 
     def start(self) -> None:
         self.monitor.start()

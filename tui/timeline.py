@@ -88,9 +88,9 @@ class TimelineView(ScrollView, can_focus=True):
     def bins_wanted(self) -> int:
         return max(self.scrollable_content_region.width - LABEL_W, 10)
 
-    def show(self, data: TimelineData) -> None:
+    def show(self, data: TimelineData, phase_lanes: list | None = None) -> None:
         self.data = data
-        self._lines = self.build_lines(data)
+        self._lines = self.build_phase_lines(phase_lanes or []) + self.build_lines(data)
         self.virtual_size = Size(self.size.width, len(self._lines) + 1)
         self.refresh()
 
@@ -109,6 +109,28 @@ class TimelineView(ScrollView, can_focus=True):
         lo = int((min(span) - self.data.t0) / self.data.bin_s)
         hi = int((max(span) - self.data.t0) / self.data.bin_s)
         return lo, hi
+
+    @staticmethod
+    def build_phase_lines(lanes) -> list[list[Segment]]:
+        """Phase lanes: each phase a coloured band with its name written in it where it fits."""
+        lines = []
+        for lane in lanes:
+            segs = [Segment(f"{lane.label[:LABEL_W - 1]:<{LABEL_W}}", Style(bold=True, color="#d7af5f"))]
+            cells = list(lane.cells)
+            i = 0
+            while i < len(cells):
+                j = i
+                while j < len(cells) and cells[j] == cells[i]:
+                    j += 1
+                if cells[i] < 0:
+                    segs.append(Segment(" " * (j - i)))
+                else:
+                    name = lane.names[cells[i]]
+                    text = (name[: j - i]).ljust(j - i)
+                    segs.append(Segment(text, Style(color="black", bgcolor=color_for(name))))
+                i = j
+            lines.append(segs)
+        return lines
 
     def build_lines(self, data: TimelineData) -> list[list[Segment]]:
         """Every row as segments of the bin area (without the label column or the cursor)."""

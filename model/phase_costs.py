@@ -1,0 +1,240 @@
+"""What each phase cost, and a bottleneck verdict in words with its evidence.
+
+Attribution is direct: a sample says which thread was where, and each
+process's counters say what it used meanwhile. Per thread, prefix sums of
+the sample columns make any interval's cost two lookups, so thousands of
+short phases (a forward pass per step) cost little more than one.
+"""
+
+from __future__ import annotations
+
+import linecache
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from gradetop.model.phases import Phase, PhaseCost
+from gradetop.model.profile import Profile
+from gradetop.model.stacks import ROOT, short_path
+from gradetop.model.waits import wait_reason
+
+CPU_BOUND = 0.8
+"""Running (or runnable) this share of the time: CPU-bound."""
+STALLED = 0.3
+"""Idle this share of the time in Python code that is no wait: the GIL is the likely holder-up."""
+WAITING = 0.6
+"""Idle in waits this share of the time: blocked, waiting on input, or on IO."""
+BUSY_CHILDREN = 0.5
+"""Descendants using half a core or more while the phase waits: they are the work (data loading)."""
+IO_RATE = 20e6
+"""Bytes per second of disk IO that make a waiting phase IO-bound."""
+IO_WAITS = ("read", "write", "socket", "recv", "send", "select", "poll")
+"""Words of a wait's reason that say it waits on IO."""
+INPUT_WAIT = 0.5
+"""Idle this share of the time while its workers are busy: the thread waits on their input."""
+STARVED = 0.7
+"""A runnable thread that got less than this share of CPU while it wanted one is starved, not CPU-bound."""
+
+
+@dataclass
+class _ThreadSums:
+    t: np.ndarray
+    w: np.ndarray
+    active: np.ndarray
+    waiting: np.ndarray
+    stalled: np.ndarray
+    nodes: np.ndarray
+    idle: np.ndarray
+    waiting_mask: np.ndarray
+
+
+class PhaseCoster:
+    """Costs phases of one profile; build once, then cost any number of phases."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self._threads: dict[tuple[int, int], _ThreadSums] = {}
+        self._reasons: dict[int, str | None] = {}
+        self._series: dict[int, dict[str, np.ndarray]] = {}
+        self._thread_cpu: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._children: dict[int, list[int]] = {}
+        for info in profile.processes.values():
+            self._children.setdefault(info.ppid, []).append(info.pid)
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def reason(self, node: int) -> str | None:
+        """Why a thread in this stack would be idle: a wait's name, or None (Python code: the GIL)."""
+        if node not in self._reasons:
+            frames = self.profile.stacks.frames_of(node)
+            if not frames:
+                self._reasons[node] = "no Python frames"
+            else:
+                top = frames[-1]
+                line = linecache.getline(top.file, top.line).strip() or None if top.file else None
+                self._reasons[node] = wait_reason([(f.function, f.file, f.line) for f in frames], line, False)
+        return self._reasons[node]
+
+    def thread(self, pid: int, tid: int) -> _ThreadSums:
+        key = (pid, tid)
+        if key not in self._threads:
+            tl = self.profile.timeline
+            idx = np.flatnonzero((tl.pid == pid) & (tl.tid == tid))
+            idx = idx[np.argsort(tl.t[idx], kind="stable")]
+            w = tl.w[idx].astype(np.float64)
+            active = np.minimum(tl.active[idx].astype(np.float64), w)
+            idle = w - active
+            nodes = tl.stack[idx]
+            waits = np.array([self.reason(int(n)) is not None for n in np.unique(nodes)], dtype=bool)
+            waiting_mask = waits[np.searchsorted(np.unique(nodes), nodes)] if len(nodes) else np.zeros(0, bool)
+            self._threads[key] = _ThreadSums(
+                t=tl.t[idx],
+                w=np.r_[0.0, np.cumsum(w)],
+                active=np.r_[0.0, np.cumsum(active)],
+                waiting=np.r_[0.0, np.cumsum(np.where(waiting_mask, idle, 0.0))],
+                stalled=np.r_[0.0, np.cumsum(np.where(waiting_mask, 0.0, idle))],
+                nodes=nodes,
+                idle=idle,
+                waiting_mask=waiting_mask,
+            )
+        return self._threads[key]
+
+    def series(self, pid: int) -> dict[str, np.ndarray]:
+        if pid not in self._series:
+            s = self.profile.process_series
+            mask = s.pid == pid
+            cols = {name: getattr(s, name)[mask] for name in ("t", "cpu_s", "rss", "read_bytes", "write_bytes")}
+            info = self.profile.processes.get(pid)
+            if info is not None and len(cols["t"]) and 0 < info.create_time < cols["t"][0]:
+                # Counters start at zero when the process does: what it used before its first
+                # reading belongs to the phases that ran then.
+                cols = {name: np.r_[info.create_time if name == "t" else 0, col] for name, col in cols.items()}
+                cols["rss"][0] = cols["rss"][1]
+            self._series[pid] = cols
+        return self._series[pid]
+
+    def thread_cpu(self, pid: int, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        key = (pid, tid)
+        if key not in self._thread_cpu:
+            s = self.profile.thread_series
+            mask = (s.pid == pid) & (s.tid == tid)
+            self._thread_cpu[key] = (s.t[mask], s.cpu_s[mask])
+        return self._thread_cpu[key]
+
+    def descendants(self, pid: int) -> list[int]:
+        out, todo = [], list(self._children.get(pid, []))
+        while todo:
+            child = todo.pop()
+            if child != pid and child not in out:
+                out.append(child)
+                todo += self._children.get(child, [])
+        return out
+
+    # ---- costing ------------------------------------------------------------------------------
+
+    def cost(self, phase: Phase) -> PhaseCost:
+        th = self.thread(phase.pid, phase.tid)
+        i0, i1 = np.searchsorted(th.t, [phase.start, phase.end])
+        sampled = th.w[i1] - th.w[i0]
+        active = th.active[i1] - th.active[i0]
+        waiting = th.waiting[i1] - th.waiting[i0]
+        stalled = th.stalled[i1] - th.stalled[i0]
+        idle, nodes, mask = th.idle[i0:i1], th.nodes[i0:i1], th.waiting_mask[i0:i1]
+        top_wait = self._heaviest(nodes[mask], idle[mask], with_reason=True) if waiting > 0 else ""
+        stalled_at = self._heaviest(nodes[~mask], idle[~mask], with_reason=False) if stalled > 0 else ""
+        s = self.series(phase.pid)
+        cpu = _delta(s["t"], s["cpu_s"], phase.start, phase.end)
+        rss = _peak(s["t"], s["rss"], phase.start, phase.end)
+        read = max(0.0, _delta(s["t"], s["read_bytes"], phase.start, phase.end))
+        write = max(0.0, _delta(s["t"], s["write_bytes"], phase.start, phase.end))
+        tt, tc = self.thread_cpu(phase.pid, phase.tid)
+        thread_cpu = _delta(tt, tc, phase.start, phase.end)
+        children = 0.0
+        for child in self.descendants(phase.pid):
+            cs = self.series(child)
+            children += _delta(cs["t"], cs["cpu_s"], phase.start, phase.end)
+        cost = PhaseCost(phase, float(sampled), float(active), float(waiting), float(stalled), cpu, thread_cpu,
+                         children, int(rss), int(read), int(write), top_wait, stalled_at)
+        kind, words = verdict(cost, self.other_threads_active(phase))
+        return replace(cost, verdict=words, verdict_kind=kind)
+
+    def _heaviest(self, nodes: np.ndarray, weights: np.ndarray, with_reason: bool) -> str:
+        """The leaf frame holding the most of `weights`, as 'function (file:line)' or 'function (reason)'."""
+        if len(nodes) == 0:
+            return ""
+        top = int(np.bincount(nodes, weights=weights).argmax())
+        if top <= ROOT:
+            return ""
+        frame = self.profile.stacks.frames_of(top)[-1]
+        if with_reason:
+            return f"{frame.function} ({self.reason(top)})"
+        return f"{frame.function} at {short_path(frame.file)}:{frame.line}"
+
+    def other_threads_active(self, phase: Phase) -> float:
+        """Seconds other threads of the process were running during the phase."""
+        total = 0.0
+        for (pid, tid) in self.profile.threads:
+            if pid != phase.pid or tid == phase.tid:
+                continue
+            th = self.thread(pid, tid)
+            i0, i1 = np.searchsorted(th.t, [phase.start, phase.end])
+            total += th.active[i1] - th.active[i0]
+        return float(total)
+
+
+def _delta(t: np.ndarray, values: np.ndarray, start: float, end: float) -> float:
+    """How much a cumulative counter grew over [start, end] (0 without readings)."""
+    if len(t) < 2:
+        return 0.0
+    values = values.astype(np.float64)
+    if values.min() < 0:
+        return 0.0
+    return float(np.interp(end, t, values) - np.interp(start, t, values))
+
+
+def _peak(t: np.ndarray, values: np.ndarray, start: float, end: float) -> float:
+    if len(t) == 0:
+        return 0.0
+    i0 = max(int(np.searchsorted(t, start)) - 1, 0)
+    i1 = min(int(np.searchsorted(t, end)) + 1, len(t))
+    return float(values[i0:i1].max()) if i1 > i0 else 0.0
+
+
+def verdict(c: PhaseCost, others_active_s: float) -> tuple[str, str]:
+    """(kind, words): the bottleneck of one phase, named with the numbers that show it."""
+    s = c.sampled_s
+    if s <= 0:
+        return "unknown", "no samples in this phase"
+    wall = c.phase.duration or s
+    running, waiting, stalled = c.active_s / s, c.waiting_s / s, c.stalled_s / s
+    io_rate = (c.read_bytes + c.write_bytes) / wall if wall > 0 else 0.0
+    if running >= CPU_BOUND:
+        cores = c.cpu_s / wall if wall > 0 else 0.0
+        got = c.thread_cpu_s / c.active_s if c.active_s > 0 else 1.0
+        if got < STARVED:
+            return "starved", (f"CPU-starved: the thread wanted a CPU {running:.0%} of {wall:.1f} s but ran only "
+                               f"{got:.0%} of that; other work holds the cores")
+        return "cpu", (f"CPU-bound: the thread ran {running:.0%} of {wall:.1f} s; "
+                       f"the process used {cores:.1f} cores")
+    if stalled >= STALLED and others_active_s > 0.2 * wall:
+        return "gil", (f"GIL-contended: {stalled:.0%} of the time the thread was in Python code but not running, "
+                       f"while its other threads ran {others_active_s:.1f} s")
+    if waiting + stalled >= INPUT_WAIT and c.children_cpu_s >= BUSY_CHILDREN * wall:
+        return "input", (f"waiting on input: the thread waited {waiting + stalled:.0%} of the time "
+                         f"in {c.top_wait or c.stalled_at or 'a wait'} "
+                         f"while worker processes used {c.children_cpu_s / wall:.1f} cores")
+    if (waiting >= WAITING or stalled >= STALLED) and (io_rate >= IO_RATE or any(k in c.top_wait.lower() for k in IO_WAITS)):
+        return "io", (f"I/O-bound: {io_rate / 1e6:.0f} MB/s read+written, the thread waited {waiting:.0%} "
+                      f"of the time in {c.top_wait or 'IO'}")
+    if waiting >= WAITING:
+        return "blocked", f"blocked: waited {waiting:.0%} of {wall:.1f} s in {c.top_wait or 'a wait'}"
+    if stalled >= STALLED:
+        # Idle in a line that is no known wait, with no other thread running: a blocking native call.
+        return "blocked", f"blocked: idle {stalled:.0%} of {wall:.1f} s in a native call ({c.stalled_at or 'unknown'})"
+    return "mixed", f"mixed: ran {running:.0%}, waited {waiting:.0%}, stalled {stalled:.0%}"
+
+
+def cost_phases(profile: Profile, phases: list[Phase]) -> list[PhaseCost]:
+    with profile.lock:
+        coster = PhaseCoster(profile)
+        return [coster.cost(p) for p in phases]
