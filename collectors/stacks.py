@@ -48,7 +48,10 @@ class StackOptions:
     """How long before a window's end the next one is started (py-spy attaches in ~30-60 ms)."""
 
     def args(self) -> list[str]:
-        args = ["record", "-f", "speedscope", "--idle", "-t", "-F", "-r", str(int(round(self.rate_hz)))]
+        # Current line numbers (not -F's first lines): the line a thread waits on tells what it
+        # waits for (a `with lock:` leaves no frame of its own), and the flame shows where in a
+        # function the time goes. Function-level views merge a function's lines.
+        args = ["record", "-f", "speedscope", "--idle", "-t", "-r", str(int(round(self.rate_hz)))]
         if self.native:
             args.append("-n")
         if not self.blocking:

@@ -102,7 +102,7 @@ def top_functions(tree: CallTree) -> list[FunctionRow]:
     self_n = np.bincount(func, weights=tree.self_n[1:], minlength=nfunc)
     total_s = np.bincount(func[outer], weights=tree.total_s[1:][outer], minlength=nfunc)
     total_n = np.bincount(func[outer], weights=tree.total_n[1:][outer], minlength=nfunc)
-    # With py-spy's -F every frame of a function carries its first line; keep the smallest seen.
+    # A function's frames carry the lines it was seen on; the smallest is nearest its start.
     line = np.full(nfunc, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(line, func, stacks.frames.line_of.view()[frame])
     seen = np.flatnonzero(total_n > 0)

@@ -28,8 +28,8 @@ BUSY_CHILDREN = 0.5
 """Descendants using half a core or more while the phase waits: they are the work (data loading)."""
 IO_RATE = 20e6
 """Bytes per second of disk IO that make a waiting phase IO-bound."""
-IO_WAITS = ("read", "write", "socket", "recv", "send", "select", "poll")
-"""Words of a wait's reason that say it waits on IO."""
+IO_REASONS = frozenset({"read", "socket recv"})
+"""Waits (model.waits reasons) that are IO."""
 INPUT_WAIT = 0.5
 """Idle this share of the time while its workers are busy: the thread waits on their input."""
 STARVED = 0.7
@@ -141,6 +141,8 @@ class PhaseCoster:
         stalled = th.stalled[i1] - th.stalled[i0]
         idle, nodes, mask = th.idle[i0:i1], th.nodes[i0:i1], th.waiting_mask[i0:i1]
         top_wait = self._heaviest(nodes[mask], idle[mask], with_reason=True) if waiting > 0 else ""
+        top_node = self._heaviest_node(nodes[mask], idle[mask]) if waiting > 0 else ROOT
+        reason = (self.reason(top_node) or "") if top_node > ROOT else ""
         stalled_at = self._heaviest(nodes[~mask], idle[~mask], with_reason=False) if stalled > 0 else ""
         s = self.series(phase.pid)
         cpu = _delta(s["t"], s["cpu_s"], phase.start, phase.end)
@@ -154,15 +156,17 @@ class PhaseCoster:
             cs = self.series(child)
             children += _delta(cs["t"], cs["cpu_s"], phase.start, phase.end)
         cost = PhaseCost(phase, float(sampled), float(active), float(waiting), float(stalled), cpu, thread_cpu,
-                         children, int(rss), int(read), int(write), top_wait, stalled_at)
+                         children, int(rss), int(read), int(write), top_wait, reason, stalled_at)
         kind, words = verdict(cost, self.other_threads_active(phase))
         return replace(cost, verdict=words, verdict_kind=kind)
 
+    @staticmethod
+    def _heaviest_node(nodes: np.ndarray, weights: np.ndarray) -> int:
+        return int(np.bincount(nodes, weights=weights).argmax()) if len(nodes) else ROOT
+
     def _heaviest(self, nodes: np.ndarray, weights: np.ndarray, with_reason: bool) -> str:
         """The leaf frame holding the most of `weights`, as 'function (file:line)' or 'function (reason)'."""
-        if len(nodes) == 0:
-            return ""
-        top = int(np.bincount(nodes, weights=weights).argmax())
+        top = self._heaviest_node(nodes, weights)
         if top <= ROOT:
             return ""
         frame = self.profile.stacks.frames_of(top)[-1]
@@ -220,10 +224,9 @@ def verdict(c: PhaseCost, others_active_s: float) -> tuple[str, str]:
         return "gil", (f"GIL-contended: {stalled:.0%} of the time the thread was in Python code but not running, "
                        f"while its other threads ran {others_active_s:.1f} s")
     if waiting + stalled >= INPUT_WAIT and c.children_cpu_s >= BUSY_CHILDREN * wall:
-        return "input", (f"waiting on input: the thread waited {waiting + stalled:.0%} of the time "
-                         f"in {c.top_wait or c.stalled_at or 'a wait'} "
-                         f"while worker processes used {c.children_cpu_s / wall:.1f} cores")
-    if (waiting >= WAITING or stalled >= STALLED) and (io_rate >= IO_RATE or any(k in c.top_wait.lower() for k in IO_WAITS)):
+        return "input", (f"waiting on its worker processes (input): waited {waiting + stalled:.0%} of the time "
+                         f"in {c.top_wait or c.stalled_at or 'a wait'} while they used {c.children_cpu_s / wall:.1f} cores")
+    if (waiting >= WAITING or stalled >= STALLED) and (io_rate >= IO_RATE or c.wait_reason in IO_REASONS):
         return "io", (f"I/O-bound: {io_rate / 1e6:.0f} MB/s read+written, the thread waited {waiting:.0%} "
                       f"of the time in {c.top_wait or 'IO'}")
     if waiting >= WAITING:

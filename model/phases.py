@@ -74,6 +74,8 @@ class PhaseCost:
     write_bytes: int
     top_wait: str = ""
     """The function the thread waited in most, if it waited."""
+    wait_reason: str = ""
+    """What that wait is (model.waits: 'lock acquire', 'read', 'socket recv'...)."""
     stalled_at: str = ""
     """The frame it sat idle in most outside any known wait (a native call, or the GIL)."""
     verdict: str = ""
@@ -213,36 +215,45 @@ def _segment(profile, out, idx, pid, tid, min_s, levels, depth, prefix, from_lev
     t0 = float(t[0] - w[0] / 2)
     bins = np.floor((t - t0) / bin_s).astype(np.int64)
     deepest = int(stacks.depth.view()[np.unique(nodes)].max(initial=0))
+    function_of = profile.frames.function_of.view()
+    frame = stacks.frame.view()
+    depth_of = stacks.depth.view()
     for level in range(from_level, deepest + 1):
         anchors = ancestor_at(stacks, nodes, level)
-        codes, inverse = np.unique(anchors, return_inverse=True)
+        # By function: the same function running on two lines is one stretch.
+        funcs = np.where((anchors > ROOT) & (depth_of[anchors] == level), function_of[np.maximum(frame[anchors], 0)], -1)
+        codes, inverse = np.unique(funcs, return_inverse=True)
         if len(codes) < 2:
             continue
-        # Dominant frame per bin of min_s / 4; runs of bins; short runs melt into their neighbours.
+        # Dominant function per bin of min_s / 4; lasting runs of bins are the phases.
         table = np.zeros((int(bins[-1]) + 1, len(codes)))
         np.add.at(table, (bins, inverse), weight)
-        dominant = np.where(table.sum(axis=1) > 0, table.argmax(axis=1), -1)
-        runs = [r for r in _melt_short(_runs(dominant), max(1, int(round(min_s / bin_s)))) if r[0] >= 0]
+        # Runs carry function ids; -1 is a gap (no frame at this depth), empty bins too.
+        dominant = np.where(table.sum(axis=1) > 0, codes[table.argmax(axis=1)], -1)
+        runs = [r for r in _keep_lasting(_runs(dominant), max(1, int(round(min_s / bin_s)))) if r[0] >= 0]
         if len({r[0] for r in runs}) >= 2:
             break
     else:
         return  # no depth has two lasting stretches: one phase, already named by the level above
-    function_of = profile.frames.function_of.view()
-    frame = stacks.frame.view()
-    for code, b0, b1 in runs:
-        node = int(codes[code])
-        name = profile.frames.functions[int(function_of[frame[node]])][0] if node > ROOT else "(no stack)"
+    for func, b0, b1 in runs:
+        name = profile.frames.functions[func][0]
         start, end = t0 + b0 * bin_s, t0 + b1 * bin_s
-        inside = (t >= start) & (t < end)
-        if not inside.any():
+        mine = np.flatnonzero((t >= start) & (t < end) & (funcs == func))
+        if len(mine) == 0:
             continue
-        # Edges at the first and last sample of the stretch, not at bin edges.
-        start = max(start, float(t[inside][0] - w[inside][0] / 2))
-        end = min(end, float(t[inside][-1] + w[inside][-1] / 2))
+        # Edges at this function's own first and last samples, reaching into the neighbouring
+        # bins while the samples there are still this function's (bins are coarser than samples).
+        first, last = int(mine[0]), int(mine[-1])
+        while first > 0 and funcs[first - 1] == func:
+            first -= 1
+        while last + 1 < len(funcs) and funcs[last + 1] == func:
+            last += 1
+        start = float(t[first] - w[first] / 2)
+        end = float(t[last] + w[last] / 2)
         path = f"{prefix}/{name}" if prefix else name
         out.append(Phase(name, path, "auto", pid, tid, start, end, depth))
         if depth + 1 < levels and end - start >= 4 * min_s:
-            sub = idx[inside]
+            sub = idx[(t >= start) & (t <= end)]
             if len(sub) >= 8:
                 _segment(profile, out, sub, pid, tid, min_s, levels, depth + 1, path, level + 1)
 
@@ -257,30 +268,25 @@ def _runs(values: np.ndarray) -> list[list[int]]:
     return [[int(values[s]), int(s), int(e)] for s, e in zip(starts, ends)]
 
 
-def _melt_short(runs: list[list[int]], min_bins: int) -> list[list[int]]:
-    """Give each run shorter than min_bins to its longer neighbour, shortest first; join equal neighbours."""
-    runs = [r for r in runs]
-    while len(runs) > 1:
-        lengths = [r[2] - r[1] for r in runs]
-        i = int(np.argmin(lengths))
-        if lengths[i] >= min_bins:
-            break
-        left = runs[i - 1] if i > 0 else None
-        right = runs[i + 1] if i + 1 < len(runs) else None
-        target = left if right is None or (left is not None and left[2] - left[1] >= right[2] - right[1]) else right
-        if target is left:
-            left[2] = runs[i][2]
+def _keep_lasting(runs: list[list[int]], min_bins: int) -> list[list[int]]:
+    """Stretches shorter than min_bins become gaps; a stretch broken only by a short gap is one.
+
+    Nothing short is handed to a neighbour: a phase keeps the edges its
+    samples give it, and the odd short call between two phases stays unnamed.
+    """
+    runs = [[v if e - b >= min_bins else -1, b, e] for v, b, e in runs]
+    out: list[list[int]] = []
+    for r in runs:
+        if out and out[-1][0] == r[0]:
+            out[-1][2] = r[2]
+        elif (r[0] >= 0 and len(out) >= 2 and out[-1][0] == -1 and out[-2][0] == r[0]
+              and out[-1][2] - out[-1][1] < min_bins):
+            gap = out.pop()
+            out[-1][2] = r[2]
+            del gap
         else:
-            right[1] = runs[i][1]
-        del runs[i]
-        merged = [runs[0]]
-        for r in runs[1:]:
-            if r[0] == merged[-1][0]:
-                merged[-1][2] = r[2]
-            else:
-                merged.append(r)
-        runs = merged
-    return runs
+            out.append(list(r))
+    return out
 
 
 def _threads(tl) -> list[tuple[int, int]]:

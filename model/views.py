@@ -194,27 +194,30 @@ def short_command(cmdline: list[str]) -> str:
 def divergence_depth(stacks, nodes: np.ndarray, weights: np.ndarray, share: float = 0.8) -> int:
     """The depth at which a lane's work splits: one below the end of its heavy path.
 
-    From the root, follow the child holding at least `share` of its parent's
-    time; where no child does, the work splits. For a script that is the
-    level below `main()` (load, preprocess, train...), and a few odd samples
-    (imports at start-up, interpreter exit) do not move it.
+    From the top, follow the function holding at least `share` of the time
+    at each depth; where none does, the work splits. For a script that is
+    the level below `main()` (load, preprocess, train...), and a few odd
+    samples (imports at start-up, interpreter exit) do not move it.
+    Functions, not stack nodes: the same function on two lines is one.
     """
-    size = len(stacks)
-    total = np.bincount(nodes, weights=weights, minlength=size)
-    parent = stacks.parent.view()[:size]
-    depth = stacks.depth.view()[:size]
-    for level in range(int(depth[np.unique(nodes)].max(initial=0)), 0, -1):
-        at = np.flatnonzero((depth == level) & (total > 0))
-        np.add.at(total, parent[at], total[at])
-    node = ROOT
-    while True:
-        kids = np.flatnonzero((parent == node) & (total > 0))
-        if len(kids) == 0:
-            return max(1, int(depth[node]))
-        heaviest = kids[np.argmax(total[kids])]
-        if total[heaviest] < share * total[node]:
-            return int(depth[node]) + 1
-        node = int(heaviest)
+    keep = nodes > ROOT
+    nodes, weights = nodes[keep], weights[keep]
+    if len(nodes) == 0:
+        return 1
+    function_of = stacks.frames.function_of.view()
+    frame = stacks.frame.view()
+    depth = stacks.depth.view()
+    for level in range(1, int(depth[nodes].max()) + 1):
+        anchors = ancestor_at(stacks, nodes, level)
+        deep_enough = depth[anchors] == level
+        funcs = np.where(deep_enough, function_of[frame[anchors]], -1)
+        codes, inverse = np.unique(funcs, return_inverse=True)
+        totals = np.bincount(inverse, weights=weights)
+        best = int(totals.argmax())
+        if codes[best] < 0 or totals[best] < share * weights.sum():
+            return level
+        nodes, weights = nodes[inverse == best], weights[inverse == best]
+    return max(1, int(depth[nodes].max()))
 
 
 def ancestor_at(stacks, nodes: np.ndarray, depth_wanted: int) -> np.ndarray:
@@ -273,7 +276,8 @@ def timeline_data(profile: Profile, bins: int, by_thread: bool = False, t0: floa
                     mine = lane_tids == thread
                     level = divergence_depth(stacks, nodes[mine], weight_of[mine])
                     anchors[mine] = ancestor_at(stacks, nodes[mine], level)
-                funcs = np.where(anchors > ROOT, function_of[np.maximum(frame[anchors], 0)], -1)
+                deep_enough = stacks.depth.view()[anchors] >= 1
+                funcs = np.where((anchors > ROOT) & deep_enough, function_of[np.maximum(frame[anchors], 0)], -1)
                 which = np.clip(np.searchsorted(edges, rows["t"][mask], side="right") - 1, 0, bins - 1)
                 active = rows["active"][mask].astype(np.float64)
                 total = np.bincount(which, weights=w, minlength=bins)

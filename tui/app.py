@@ -24,18 +24,21 @@ from gradetop.model.phase_summary import PhaseGroup, summarize
 from gradetop.model.phases import PhaseCost, PhaseLane, all_phases, phase_lanes
 from gradetop.model.rules import parse_rules
 from gradetop.model.snapshot import save
+from gradetop.model.threads import ThreadRow, thread_rows
 from gradetop.model.views import TimelineData, ViewData, ViewFilter, timeline_data, view_data
 from gradetop.tui.flame_panel import FlamePanel
 from gradetop.tui.header import StatusHeader
 from gradetop.tui.phase_table import PhaseTable
 from gradetop.tui.processes import ProcessTable
+from gradetop.tui.stack_screen import StackScreen
+from gradetop.tui.threads import ThreadTable
 from gradetop.tui.screens import HelpScreen, QuitScreen
 from gradetop.tui.timeline import TimelineView
 from gradetop.tui.top import TopTable
 
-PANELS = ("flame", "top", "timeline", "phases", "processes", "output")
+PANELS = ("flame", "top", "timeline", "phases", "threads", "processes", "output")
 WINDOWS = (None, 10.0, 60.0, 300.0)
-WIDE = (120, 36)
+WIDE = (150, 42)
 """From this size up, every panel shows at once; below it, panels are tabs."""
 
 
@@ -47,8 +50,9 @@ class ViewReady(Message):
     """A new picture of the profile, computed off the UI thread."""
 
     def __init__(self, view: ViewData, timeline: TimelineData, phases: list[PhaseGroup],
-                 lanes: list[PhaseLane]) -> None:
+                 lanes: list[PhaseLane], threads: list[ThreadRow]) -> None:
         super().__init__()
+        self.threads = threads
         self.view = view
         self.timeline = timeline
         self.phases = phases
@@ -106,6 +110,7 @@ class GradetopApp(App):
         self._last_compute = 0.0
         self._redraw_pending = False
         self.phase_depth = 1
+        self.stuck = 0
         self._phases: list[PhaseCost] = []
         self._phases_at = 0.0
 
@@ -122,6 +127,7 @@ class GradetopApp(App):
             with Horizontal(id="bottom"):
                 yield TimelineView(id="timeline", classes="panel")
                 with Vertical(id="side"):
+                    yield ThreadTable(id="threads", classes="panel")
                     yield ProcessTable(id="processes", classes="panel")
                     yield Log(id="output", classes="panel", max_lines=5000)
         yield Footer()
@@ -150,8 +156,8 @@ class GradetopApp(App):
         for name in PANELS:
             self.panel_widget(name).display = not narrow or name == active
         self.query_one("#middle").display = not narrow or active in ("top", "phases")
-        self.query_one("#bottom").display = not narrow or active in ("timeline", "processes", "output")
-        self.query_one("#side").display = not narrow or active in ("processes", "output")
+        self.query_one("#bottom").display = not narrow or active in ("timeline", "threads", "processes", "output")
+        self.query_one("#side").display = not narrow or active in ("threads", "processes", "output")
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         name = event.tab.id.removeprefix("tab-")
@@ -211,18 +217,20 @@ class GradetopApp(App):
         phases = [c.phase for c in self._phases]
         groups = summarize(self._phases, profile.duration_s)
         lanes = phase_lanes(phases, timeline.t0, timeline.t1, timeline.bins, self.phase_depth)
-        self.post_message(ViewReady(view, timeline, groups, lanes))
+        self.post_message(ViewReady(view, timeline, groups, lanes, thread_rows(profile)))
 
     def on_view_ready(self, message: ViewReady) -> None:
         if self.frozen:
             return
         self.last_view = message.view
+        self.stuck = sum(r.stuck for r in message.threads)
         try:
             self.query_one(FlamePanel).show(message.view)
             self.query_one(TopTable).show(message.view)
             self.query_one(ProcessTable).show(message.view.processes)
             self.query_one(TimelineView).show(message.timeline, message.lanes)
             self.query_one(PhaseTable).show(message.phases)
+            self.query_one(ThreadTable).show(message.threads)
         except NoMatches:
             return  # a picture that arrives while the app closes has nowhere to go
         self.update_header()
@@ -269,6 +277,7 @@ class GradetopApp(App):
             state=state.label,
             frozen=self.frozen,
             filter_text=(view.filter if view else self.filter).describe(),
+            alert=f"{self.stuck} STUCK THREAD{'S' if self.stuck > 1 else ''} (5)" if self.stuck else "",
         )
 
     def set_filter(self, **changes) -> None:
@@ -318,6 +327,12 @@ class GradetopApp(App):
         self.notify(f"flame and top show phase {group.kind}", timeout=2)
         self.set_filter(t0=group.first_start, t1=group.last_end, pids=pids, tids=tids, last_s=None)
         self.action_panel("flame")
+
+    def on_thread_table_opened(self, message: ThreadTable.Opened) -> None:
+        profile = self.source.profile
+        with profile.lock:
+            frames = profile.stacks.frames_of(message.row.node)
+        self.push_screen(StackScreen(message.row, frames, live=self.source.live and not self.source.state().ended))
 
     def action_toggle_idle(self) -> None:
         idle = not self.filter.include_idle

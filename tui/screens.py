@@ -12,9 +12,10 @@ HELP = """\
 [b]gradetop[/b] — keys (the footer shows those of the focused view)
 
 [b]everywhere[/b]
-  1-6 / Tab   flame, top, timeline, phases, processes, output
+  1-7 / Tab   flame, top, timeline, phases, threads, processes, output
   t           cycle: all threads merged / one process / one thread
   w           time window: whole run / last 10 s / 60 s / 5 min
+  i           count idle time too (wall time), or active time only
   p           freeze the view (collection goes on)
   s           save a snapshot now
   q           quit (a run asks whether to stop the workflow)
@@ -25,6 +26,7 @@ HELP = """\
 [b]timeline[/b]  ←→ cursor (Shift: ×10)  Space mark range start/end  Esc clear
             T  one lane per thread  f  fold nested phases; a range filters flame and top
 [b]phases[/b]    ↑↓ move  Enter show the phase in flame and top (Esc in the timeline clears)
+[b]threads[/b]   stuck threads first (red; the header counts them)  Enter full stack, l locals
 """
 
 
