@@ -47,7 +47,7 @@ def run(args) -> int:
     from gradetop.tui.sources import LiveSource
 
     try:
-        source = LiveSource.spawn(args.command, stack_options(args), extra_options=phase_options(args))
+        source = LiveSource.spawn(args.command, stack_options(args), extra_options=phase_options(args), idle=args.idle)
     except TargetError as exc:
         raise UserError(str(exc)) from None
     return after_live(source, args.output)
@@ -80,7 +80,7 @@ def attach(args) -> int:
         if pid is None:
             return 0
     try:
-        source = LiveSource.attach(pid, stack_options(args), extra_options=phase_options(args))
+        source = LiveSource.attach(pid, stack_options(args), extra_options=phase_options(args), idle=args.idle)
     except TargetError as exc:
         raise UserError(str(exc)) from None
     return after_live(source, args.output)
@@ -101,7 +101,7 @@ def demo_live(args, command: list[str]) -> int:
     from gradetop.tui.sources import LiveSource
 
     try:
-        source = LiveSource.spawn(command, stack_options(args), mode="demo", extra_options=phase_options(args))
+        source = LiveSource.spawn(command, stack_options(args), mode="demo", extra_options=phase_options(args), idle=args.idle)
     except TargetError as exc:
         raise UserError(str(exc)) from None
     return after_live(source, args.output)

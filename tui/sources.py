@@ -63,7 +63,7 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, target: Target, options: StackOptions, mode: str, idle: bool = True,
+    def __init__(self, target: Target, options: StackOptions, mode: str, idle: bool = False,
                  phase_folder: str | None = None, extra_options: dict | None = None) -> None:
         self.target = target
         self.spawned = target.spawned
@@ -79,7 +79,7 @@ class LiveSource:
 
     @classmethod
     def spawn(cls, command: list[str], options: StackOptions, mode: str = "run",
-              extra_options: dict | None = None) -> "LiveSource":
+              extra_options: dict | None = None, idle: bool = False) -> "LiveSource":
         log_path = os.path.join(tempfile.gettempdir(), f"gradetop-output-{os.getpid()}-{int(time.time())}.log")
         holder: list[Profile] = []
         early: list = []
@@ -90,15 +90,16 @@ class LiveSource:
 
         folder = new_phase_folder()
         target = Target.spawn(command, on_output=on_output, log_path=log_path, env={ENV: folder})
-        source = cls(target, options, mode, phase_folder=folder, extra_options=extra_options)
+        source = cls(target, options, mode, idle=idle, phase_folder=folder, extra_options=extra_options)
         holder.append(source.profile)
         for line in early:
             source.profile.ingest(line)
         return source
 
     @classmethod
-    def attach(cls, pid: int, options: StackOptions, extra_options: dict | None = None) -> "LiveSource":
-        return cls(Target.attach(pid), options, "attach", extra_options=extra_options)
+    def attach(cls, pid: int, options: StackOptions, extra_options: dict | None = None,
+               idle: bool = False) -> "LiveSource":
+        return cls(Target.attach(pid), options, "attach", idle=idle, extra_options=extra_options)
 
     def start(self) -> None:
         self.monitor.start()
