@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 
 import psutil
 
+from gradetop.collectors.background import Background
 from gradetop.model.records import PhaseMark
 from gradetop.phases import ENV
 
@@ -48,26 +48,15 @@ def parse_line(pid: int, line: bytes) -> PhaseMark | None:
         return None
 
 
-class MarkerReader:
+class MarkerReader(Background):
     def __init__(self, folder: str, emit: Callable[[object], None]) -> None:
+        super().__init__("gradetop-markers")
         self.folder = folder
         self.emit = emit
         self._offsets: dict[str, int] = {}
         self._partial: dict[str, bytes] = {}
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gradetop-markers", daemon=True)
 
-    def start(self) -> "MarkerReader":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         while not self._stopping.wait(POLL_S):
             self.read_new()
         self.read_new()

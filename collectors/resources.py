@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import psutil
 
+from gradetop.collectors.background import Background
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
 
 
@@ -69,30 +70,19 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
         return None
 
 
-class ResourceSampler:
+class ResourceSampler(Background):
     """Reads the process tree under `root_pid` every 1/rate_hz seconds, in its own thread."""
 
     def __init__(self, root_pid: int, emit: Callable[[object], None], rate_hz: float = 10.0) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"gradetop-resources-{root_pid}", daemon=True)
+        super().__init__(f"gradetop-resources-{root_pid}")
         self.root_pid = root_pid
         self.emit = emit
         self.interval = 1.0 / rate_hz
-        self._stopping = threading.Event()
         self._procs: dict[int, psutil.Process] = {}
         self._cmdlines: dict[int, list[str]] = {}
         self.root_gone = threading.Event()
 
-    def start(self) -> "ResourceSampler":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         try:
             root = psutil.Process(self.root_pid)
         except psutil.Error:

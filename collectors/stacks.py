@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gradetop.collectors.background import Background
 from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_speedscope
 from gradetop.model.records import SamplerNote
 
@@ -71,15 +72,14 @@ class _Window:
     t_end: float = 0.0
 
 
-class StackSampler:
+class StackSampler(Background):
     """Samples the stacks of process `pid` in its own thread until stopped or the process ends."""
 
     def __init__(self, pid: int, emit: Callable[[object], None], options: StackOptions | None = None) -> None:
-        self._thread = threading.Thread(target=self._main, name=f"gradetop-stacks-{pid}", daemon=True)
+        super().__init__(f"gradetop-stacks-{pid}")
         self.pid = pid
         self.emit = emit
         self.options = options or StackOptions()
-        self._stopping = threading.Event()
         self._tmp = tempfile.mkdtemp(prefix="gradetop-")
         self._seq = 0
         self._seen: set[tuple[int, int]] = set()
@@ -88,18 +88,7 @@ class StackSampler:
         self.failure: tuple[str, str] | None = None
         """(kind, message) when the process could never be sampled."""
 
-    def start(self) -> "StackSampler":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Ask for the last window to be flushed and the thread to end."""
-        self._stopping.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _main(self) -> None:
+    def run(self) -> None:
         try:
             self._run()
         except Exception as exc:  # a sampler must never take the monitor down; say what happened

@@ -59,9 +59,3 @@ class GrowableArray:
         if len(self._data) == 0:
             self._data = np.empty(1, dtype=values.dtype)
         self._size = len(values)
-
-    @classmethod
-    def from_array(cls, values, dtype) -> "GrowableArray":
-        arr = cls(dtype, capacity=max(len(values), 1))
-        arr.extend(values)
-        return arr

@@ -98,16 +98,3 @@ class Series:
             arr.replace(np.concatenate([whole[:start], whole[keep], whole[end:]]))
         self._thinned_upto = start + len(keep)
         self._rows_at_last_thin = len(self)
-
-    def for_key(self, pid: int, tid: int | None = None) -> dict[str, np.ndarray]:
-        mask = self.pid == pid
-        if tid is not None:
-            mask &= self.tid == tid
-        return self.rows(mask)
-
-
-def cumulative_at(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """A cumulative counter read at arbitrary times, linear between readings, flat outside them."""
-    if len(times) == 0:
-        return np.zeros(len(at))
-    return np.interp(at, times, values)
