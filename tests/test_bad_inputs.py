@@ -166,7 +166,9 @@ def test_sigint_during_record_writes_what_was_collected(tmp_path, ptrace):
     assert "Traceback" not in stderr
     report = json.loads(gradetop("report", str(out), "--json").stdout)
     crunch = next(f for f in report["functions"] if f["function"] == "crunch")
-    assert crunch["total_s"] > 1.5, report["functions"][:3]
+    # What matters is that what was collected is there; how much depends on the machine's load.
+    assert crunch["total_s"] > 0.5, report["functions"][:3]
+    assert report["samples"] > 50
     # The workflow we started was stopped with us, not left behind.
     root = next(p for p in report["processes"] if "busy_forever" in p["cmdline"])
     assert root["exit_code"] is not None
