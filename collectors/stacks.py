@@ -17,10 +17,12 @@ thread 100 times a second, which slows many-threaded torch jobs 5-15x.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +32,16 @@ from dataclasses import dataclass, field
 from gradetop.collectors.background import Background
 from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_speedscope
 from gradetop.model.records import SamplerNote
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when its parent goes."""
+    if _libc is not None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
 
 START_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
@@ -110,7 +122,8 @@ class StackSampler(Background):
                 return
             upcoming = self._launch()
             while not upcoming.started.wait(0.02):
-                if upcoming.proc.poll() is not None or current.stopped.is_set() or self._stopping.is_set():
+                if (upcoming.proc.poll() is not None or current.stopped.is_set() or self._stopping.is_set()
+                        or time.time() - upcoming.t_launch > START_TIMEOUT_S):
                     break
             if upcoming.started.is_set():
                 self._finish(current, upcoming.t_start)
@@ -128,6 +141,9 @@ class StackSampler(Background):
             window = self._launch()
             while not window.started.wait(0.02):
                 if window.proc.poll() is not None or self._stopping.is_set():
+                    break
+                if time.time() - window.t_launch > START_TIMEOUT_S:
+                    window.proc.kill()  # py-spy hung before sampling: try again, or report it
                     break
             if window.started.is_set():
                 return window
@@ -151,8 +167,11 @@ class StackSampler(Background):
         t_launch = time.time()
         with open(stderr_path, "wb") as err:
             # Own session: a Ctrl-C at the terminal must not kill a window before we flush it.
+            # But a window must never outlive gradetop (killed, or its terminal gone): it would
+            # sample forever. The kernel kills it when the thread that started it ends.
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         window = _Window(proc, output, stderr_path, t_launch=t_launch)
         threading.Thread(target=self._watch, args=(window,), name="gradetop-pyspy-out", daemon=True).start()

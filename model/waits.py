@@ -32,18 +32,29 @@ from dataclasses import dataclass
 Frame = tuple[str, str, int]
 """(function, file, line), as py-spy names them; line 0 for native frames."""
 
+REASONS = (
+    "lock acquire", "condition wait", "thread join", "queue.get", "queue.put", "queue join",
+    "process join/wait", "pool result wait", "future result", "connection recv", "select/poll",
+    "socket recv", "read", "sleep", "wait", "torch.distributed collective", "DataLoader wait",
+)
+"""Every reason `wait_reason` can give: a stable vocabulary the UI and the phase verdicts match on."""
+
 CHAIN_DEPTH = 8
 """How many frames below the top a run of library wait frames may reach."""
 
 # (path suffix, method names) -> reason. Names are matched on the last part of
 # py-spy's qualified name ("Condition.wait" -> "wait"), files on their ending
 # so that any install prefix (venv, pyenv, conda) matches.
-_LIBRARY_WAITS: list[tuple[str, frozenset[str], str]] = [
+_LIBRARY_WAITS: list[tuple[str, frozenset[str] | None, str]] = [
     ("threading.py", frozenset({"_wait_for_tstate_lock", "join"}), "thread join"),
     ("threading.py", frozenset({"wait", "wait_for", "_wait"}), "condition wait"),
     ("threading.py", frozenset({"acquire", "__enter__"}), "lock acquire"),
-    ("queue.py", frozenset({"get", "put", "join"}), "queue.get"),
-    ("multiprocessing/queues.py", frozenset({"get", "put", "join"}), "queue.get"),
+    ("queue.py", frozenset({"get"}), "queue.get"),
+    ("queue.py", frozenset({"put"}), "queue.put"),
+    ("queue.py", frozenset({"join"}), "queue join"),
+    ("multiprocessing/queues.py", frozenset({"get"}), "queue.get"),
+    ("multiprocessing/queues.py", frozenset({"put"}), "queue.put"),
+    ("multiprocessing/queues.py", frozenset({"join"}), "queue join"),
     ("multiprocessing/connection.py",
      frozenset({"recv", "recv_bytes", "recv_bytes_into", "_recv_bytes", "_recv", "accept"}), "connection recv"),
     ("multiprocessing/connection.py", frozenset({"poll", "_poll", "wait", "select"}), "select/poll"),
@@ -134,7 +145,8 @@ def find_wait(frames: list[Frame], source_line: str | None = None, active: bool 
     """
     python = [i for i, f in enumerate(frames) if not is_native(f)]
     if not python:
-        return _native_wait(frames, -1, None)
+        native = _native_wait(frames, -1, None)
+        return native if native and native.reason else None
     top = python[-1]
 
     # 1. A run of library wait frames at the top: its outermost names the wait.

@@ -95,6 +95,8 @@ def test_run_shows_the_workloads_functions_and_stops_it_when_asked(tmux, tmp_pat
 def test_leaving_the_workflow_running_detaches(tmux, tmp_path):
     workload = WORKLOADS / "sleeper.py"
     tmux.start(f"cd {tmp_path} && {GRADETOP} run -- {sys.executable} {workload} 120")
+    tmux.wait_for("every thread waited", timeout=15)  # active time by default: a sleeper shows none
+    tmux.keys("i")
     tmux.wait_for("waiting_forever", timeout=15)
     tmux.keys("q")
     tmux.wait_for("Leave running")
@@ -112,6 +114,8 @@ def test_attach_never_harms_the_target_and_quit_detaches(tmux, tmp_path):
     pid = int(proc.stdout.readline())
     try:
         tmux.start(f"{GRADETOP} attach {pid}")
+        tmux.wait_for("RUNNING")
+        tmux.keys("5")  # the threads view: where every thread is, and for how long
         tmux.wait_for("waiting_forever", timeout=15)
         tmux.keys("q")
         tmux.wait_for("GRADETOP-EXIT=0", timeout=20)

@@ -40,8 +40,11 @@ class FlamePanel(Vertical):
     def describe(self, node: int) -> None:
         detail = self.query_one("#flame-detail", Static)
         view = self.view
-        if view is None or view.tree.size == 0 or view.tree.total_s[ROOT] <= 0:
+        if view is None or view.samples == 0:
             detail.update("no samples yet")
+            return
+        if view.tree.size == 0 or view.tree.total_s[ROOT] <= 0:
+            detail.update(f"no active time in {view.samples} samples: every thread waited (i counts idle time)")
             return
         tree = view.tree
         whole = tree.total_s[ROOT]
