@@ -140,3 +140,24 @@ def test_open_a_saved_snapshot(tmux):
     tmux.wait_for("train")
     tmux.keys("q")
     tmux.wait_for("GRADETOP-EXIT=0")
+
+
+def test_attach_without_pid_picks_from_a_filtered_list(tmux, tmp_path):
+    proc = subprocess.Popen([sys.executable, str(WORKLOADS / "sleeper.py")], stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    try:
+        tmux.start(f"{GRADETOP} attach")
+        tmux.wait_for("Attach to which Python process?")
+        tmux.keys("sleeper.py")
+        screen = tmux.wait_for(str(pid))
+        assert "busy_forever" not in screen
+        tmux.keys("Enter")
+        tmux.wait_for("RUNNING", timeout=15)
+        tmux.keys("6")  # the processes tab: the one chosen is the one watched
+        tmux.wait_for(f" {pid} ", timeout=15)
+        tmux.keys("q")
+        tmux.wait_for("GRADETOP-EXIT=0", timeout=20)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
