@@ -2,8 +2,11 @@
 
 The app reads tests/data/demo.gtop through a FileSource: the duration, the
 header and every panel are fixed by the file, so the pictures do not depend on
-the clock. Each picture is taken once two fresh refreshes have landed after the
-keys were pressed, so every panel draws data computed for its current size.
+the clock. The refresh timer is set far beyond the test and the refreshes are
+driven by hand (app.tick(), what the timer calls): a busy app never looks idle
+to Textual's pilot, which then waits a second per key. Each picture is taken
+after at least one refresh following the keys, once the timeline (where shown)
+was computed for the width it has, so every panel draws data for its size.
 
 Regenerate after an intended change of the UI:
     python -m pytest tests/test_tui_snapshots.py --snapshot-update
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from gradetop.model.snapshot import load
-from gradetop.tui.app import GradetopApp
+from gradetop.tui.app import PANELS, GradetopApp
 from gradetop.tui.screens import HelpScreen
 from gradetop.tui.sources import FileSource
 from gradetop.tui.timeline import TimelineView
@@ -36,7 +39,7 @@ def demo_profile():
 
 
 def demo_app(profile) -> GradetopApp:
-    return GradetopApp(FileSource(profile, str(DEMO)), refresh_s=0.1)
+    return GradetopApp(FileSource(profile, str(DEMO)), refresh_s=3600)
 
 
 async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
@@ -48,12 +51,17 @@ async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "conditi
 
 
 async def fresh_views(pilot, count: int = 2) -> None:
-    """Wait until `count` new pictures have been applied (the app refreshes every 0.1 s)."""
+    """Refresh `count` times, as the timer would, each time waiting until the new picture is applied."""
     app = pilot.app
     for _ in range(count):
         before = app.last_view
+        app.tick()
         await wait_for(pilot, lambda: app.last_view is not None and app.last_view is not before, what="a refresh")
-    await pilot.pause()
+        await pilot.pause()
+
+
+def panel_key(name: str) -> str:
+    return str(PANELS.index(name) + 1)
 
 
 def keys_then_settle(*keys: str):
@@ -61,11 +69,16 @@ def keys_then_settle(*keys: str):
         await wait_for(pilot, lambda: pilot.app.last_view is not None, what="the first ViewReady")
         if keys:
             await pilot.press(*keys)
-        await fresh_views(pilot)
+        # Refresh until the timeline (if shown) was computed for the width it has now: the first picture
+        # can bring it a vertical scrollbar, and a timeline computed while hidden has only 10 bins.
         timeline = pilot.app.query_one(TimelineView)
-        if timeline.display and timeline.data is not None:
-            # A timeline computed while it was hidden has too few bins; its next refresh fills the width.
-            await wait_for(pilot, lambda: timeline.data.bins == timeline.bins_wanted, what="a full-width timeline")
+        for _ in range(3):
+            await fresh_views(pilot, 1)
+            if not timeline.display or timeline.data.bins == timeline.bins_wanted:
+                break
+        else:
+            raise AssertionError(
+                f"the timeline never settled: {timeline.data.bins} bins, {timeline.bins_wanted} wanted")
         if "question_mark" in keys:
             await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), what="the help screen")
             await pilot.pause()
@@ -81,20 +94,23 @@ def test_flame(snap_compare, demo_profile, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_top(snap_compare, demo_profile, size):
-    """'2': top functions sorted by total time, the table focused."""
-    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=keys_then_settle("2"))
+    """Top functions in the default sort, the table focused."""
+    run_before = keys_then_settle(panel_key("top"))
+    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_timeline(snap_compare, demo_profile, size):
-    """'3': one lane per process with CPU and RSS sparklines, the cursor on the last bin."""
-    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=keys_then_settle("3"))
+    """The timeline: one lane per process with CPU and RSS sparklines, the cursor on the last bin."""
+    run_before = keys_then_settle(panel_key("timeline"))
+    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_processes(snap_compare, demo_profile, size):
-    """'4': the process tree (main process, resource tracker, two pool workers), all ended."""
-    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=keys_then_settle("4"))
+    """The process tree (main process, resource tracker, two pool workers), all ended."""
+    run_before = keys_then_settle(panel_key("processes"))
+    assert snap_compare(demo_app(demo_profile), terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", SIZES)

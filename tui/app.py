@@ -112,7 +112,8 @@ class GradetopApp(App):
         self.phase_depth = 1
         self.stuck = 0
         self._phases: list[PhaseCost] = []
-        self._phases_at = 0.0
+        self._phases_at: float | None = 0.0
+        """When phases were last computed; None once the run ended and they are final."""
 
     # ---- layout ----------------------------------------------------------------
 
@@ -133,6 +134,8 @@ class GradetopApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        if not self.source.live and not self.source.profile.output:
+            self.query_one("#output", Log).write_line("(no output: gradetop keeps what a workflow prints when `run` starts it)")
         monitor = getattr(self.source, "monitor", None)
         if monitor is not None:
             # Redraw when samples arrive, not on a clock: a clock adds up to its period to the latency.
@@ -143,14 +146,16 @@ class GradetopApp(App):
         self.set_interval(self.refresh_s, self.tick)
         self.tick()
 
-    def on_resize(self) -> None:
-        self.apply_layout()
+    def on_resize(self, event) -> None:
+        # This runs before the app records its new size: lay out for the size the event brings.
+        self.apply_layout(event.size)
 
     def panel_widget(self, name: str):
         return self.query_one("#flame-panel" if name == "flame" else f"#{name}")
 
-    def apply_layout(self) -> None:
-        narrow = self.size.width < WIDE[0] or self.size.height < WIDE[1]
+    def apply_layout(self, size=None) -> None:
+        size = size or self.size
+        narrow = size.width < WIDE[0] or size.height < WIDE[1]
         self.screen.set_class(narrow, "narrow")
         active = self.active_panel
         for name in PANELS:
@@ -170,6 +175,8 @@ class GradetopApp(App):
         self.apply_layout()
         target = self.panel_widget(name)
         (target.flame if name == "flame" else target).focus()
+        # A panel drawn while hidden had no width: draw it again at its size.
+        self.call_after_refresh(self.tick)
 
     def on_descendant_focus(self, event) -> None:
         # In the wide layout, focusing a panel (Tab key, mouse) makes its tab the active one.
@@ -211,9 +218,10 @@ class GradetopApp(App):
         view = view_data(profile, flt)
         timeline = timeline_data(profile, bins, by_thread=by_thread)
         ended = self.source.state().ended
-        if time.monotonic() - self._phases_at >= PHASES_EVERY_S or (ended and self._phases_at >= 0):
+        # While the run goes on, every few seconds; once it ended, once more and then never again.
+        if self._phases_at is not None and (ended or time.monotonic() - self._phases_at >= PHASES_EVERY_S):
             self._phases = cost_phases(profile, all_phases(profile, self.rules))
-            self._phases_at = -1.0 if ended else time.monotonic()
+            self._phases_at = None if ended else time.monotonic()
         phases = [c.phase for c in self._phases]
         groups = summarize(self._phases, profile.duration_s)
         lanes = phase_lanes(phases, timeline.t0, timeline.t1, timeline.bins, self.phase_depth)

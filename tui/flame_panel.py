@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -11,6 +12,25 @@ from gradetop.model.stacks import ROOT, short_path
 from gradetop.model.views import ViewData
 from gradetop.tui.flame import FlameView
 from gradetop.tui.format import seconds
+
+
+def search_share(view: ViewData, text: str) -> tuple[int, float]:
+    """How many frames match, and the seconds under them (a match inside a match counts once)."""
+    tree = view.tree
+    stacks = tree.stacks
+    needle = text.lower()
+    frame_hit = np.array([needle in label.lower() for label in view.labels], dtype=bool)
+    frame = stacks.frame.view()[: tree.size]
+    parent = stacks.parent.view()[: tree.size]
+    depth = stacks.depth.view()[: tree.size]
+    hit = np.zeros(tree.size, dtype=bool)
+    hit[1:] = frame_hit[frame[1:]] & (tree.total_n[1:] > 0)
+    # Whether an ancestor matched, one depth at a time (children sit one level below parents).
+    covered = np.zeros(tree.size, dtype=bool)
+    for level in range(2, int(depth.max(initial=0)) + 1):
+        nodes = np.flatnonzero(depth == level)
+        covered[nodes] = covered[parent[nodes]] | hit[parent[nodes]]
+    return int(hit.sum()), float(tree.total_s[hit & ~covered].sum())
 
 
 class FlamePanel(Vertical):
@@ -57,19 +77,9 @@ class FlamePanel(Vertical):
                     f"self {seconds(tree.self_s[node])} {100 * tree.self_s[node] / whole:.1f}%")
         search = self.flame.search
         if search:
-            hits = [n for n in range(1, tree.size) if tree.total_n[n] and self.flame.matches(n)]
-            outer = [n for n in hits if not any(self._is_ancestor(a, n) for a in hits if a != n)]
-            share = sum(tree.total_s[n] for n in outer) / whole
-            text += f"  | '{search}': {len(hits)} frames, {100 * share:.1f}%"
+            hits, share = search_share(view, search)
+            text += f"  | '{search}': {hits} frames, {100 * share / whole:.1f}%"
         detail.update(text)
-
-    def _is_ancestor(self, maybe: int, node: int) -> bool:
-        parent = self.view.tree.stacks.parent
-        while node > ROOT:
-            node = int(parent[node])
-            if node == maybe:
-                return True
-        return False
 
     def action_search(self) -> None:
         box = self.query_one("#flame-search", Input)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -22,7 +22,7 @@ HELP = """\
   ?           this help
 
 [b]flame[/b]     ←→ siblings  ↑ caller  ↓ callee  Enter zoom  Esc zoom out  / search
-[b]top[/b]       ↑↓ move  o cycle sort (total / own / name), or click a header
+[b]top[/b]       ↑↓ move  o cycle sort (own / total / name), or click a header
 [b]timeline[/b]  ←→ cursor (Shift: ×10)  Space mark range start/end  Esc clear
             T  one lane per thread  f  fold nested phases; a range filters flame and top
 [b]phases[/b]    ↑↓ move  Enter show the phase in flame and top (Esc in the timeline clears)
@@ -34,9 +34,9 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-box"):
+        with VerticalScroll(id="help-box"):
+            yield Static("[dim]Esc to close; arrows scroll[/dim]")
             yield Static(HELP, id="help-text")
-            yield Static("[dim]Esc to close[/dim]")
 
 
 class QuitScreen(ModalScreen[str]):

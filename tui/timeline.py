@@ -91,7 +91,7 @@ class TimelineView(ScrollView, can_focus=True):
     def show(self, data: TimelineData, phase_lanes: list | None = None) -> None:
         self.data = data
         self._lines = self.build_phase_lines(phase_lanes or []) + self.build_lines(data)
-        self.virtual_size = Size(self.size.width, len(self._lines) + 1)
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self._lines) + 1)
         self.refresh()
 
     def cursor_bin(self) -> int:
@@ -103,12 +103,19 @@ class TimelineView(ScrollView, can_focus=True):
         return self.data.t0 + index * self.data.bin_s
 
     def _selected_bins(self) -> tuple[int, int] | None:
-        span = self.selection or ((self.mark_start, self.mark_start) if self.mark_start is not None else None)
-        if span is None or self.data is None or self.data.bin_s <= 0:
+        if self.data is None or self.data.bin_s <= 0:
             return None
-        lo = int((min(span) - self.data.t0) / self.data.bin_s)
-        hi = int((max(span) - self.data.t0) / self.data.bin_s)
-        return lo, hi
+        t0, width = self.data.t0, self.data.bin_s
+        if self.selection is not None:
+            # The selection is [start, end): its last bin is the one before `end`. Epoch times near
+            # 1.8e9 s keep ~2e-7 s of precision: a thousandth of a bin absorbs it.
+            lo = math.floor((self.selection[0] - t0) / width + 1e-3)
+            hi = math.ceil((self.selection[1] - t0) / width - 1e-3) - 1
+            return lo, max(lo, hi)
+        if self.mark_start is not None:
+            at = math.floor((self.mark_start - t0) / width + 1e-3)
+            return at, at
+        return None
 
     @staticmethod
     def build_phase_lines(lanes) -> list[list[Segment]]:
