@@ -10,13 +10,14 @@ variable from the target's environment). Each event is one line written with
 a single os.write on an O_APPEND descriptor: atomic between threads,
 visible to the monitor at once, and nothing is lost if the program dies.
 
-    B <epoch seconds> <OS thread id> <name>
-    E <epoch seconds> <OS thread id> <name>
+    B<TAB><epoch seconds><TAB><OS thread id><TAB><name>
+    E<TAB><epoch seconds><TAB><OS thread id><TAB><name>
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import threading
 import time
@@ -51,6 +52,12 @@ class _Channel:
         self.pid = -1
         self.fd = -1
         self.broken = False
+        self.lock = threading.Lock()
+        # A fork copies this lock in whatever state another thread left it: start the child afresh.
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
         self.lock = threading.Lock()
 
     def write(self, kind: str, name: str) -> None:
@@ -90,6 +97,25 @@ class _Phase:
 
     def __call__(self, func):
         name = self.name
+        if inspect.iscoroutinefunction(func):
+            # The phase is the awaited work, not the creation of the coroutine object.
+            async def marked(*args, **kwargs):
+                _channel.write("B", name)
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    _channel.write("E", name)
+
+            return _named(functools.wraps(func)(marked), name)
+        if inspect.isgeneratorfunction(func):
+            def marked(*args, **kwargs):
+                _channel.write("B", name)
+                try:
+                    return (yield from func(*args, **kwargs))
+                finally:
+                    _channel.write("E", name)
+
+            return _named(functools.wraps(func)(marked), name)
 
         def marked(*args, **kwargs):
             _channel.write("B", name)
@@ -98,12 +124,16 @@ class _Phase:
             finally:
                 _channel.write("E", name)
 
-        # Stack samplers read a frame's name from its code object: name the wrapper after the
-        # phase, so that flame graphs show "phase(train)" above train().
-        label = f"phase({name})"
-        marked.__code__ = marked.__code__.replace(co_name=label, **({"co_qualname": label} if hasattr(
-            marked.__code__, "co_qualname") else {}))
-        return functools.wraps(func)(marked)
+        return _named(functools.wraps(func)(marked), name)
+
+
+def _named(wrapper, name: str):
+    """Stack samplers read a frame's name from its code object: name the wrapper after the
+    phase, so that flame graphs show "phase(train)" above train()."""
+    label = f"phase({name})"
+    code = wrapper.__code__
+    wrapper.__code__ = code.replace(co_name=label, **({"co_qualname": label} if hasattr(code, "co_qualname") else {}))
+    return wrapper
 
 
 def phase(name: str):

@@ -87,7 +87,7 @@ class PhaseCost:
 
 
 def marker_phases(profile: Profile) -> list[Phase]:
-    """Intervals from B/E marker pairs per thread; a phase still open ends where the thread's data ends."""
+    """Intervals from B/E marker pairs per thread; a phase still open ends when its process (or the run) did."""
     phases: list[Phase] = []
     open_: dict[tuple[int, int], list[tuple[str, float]]] = {}
     for mark in sorted(profile.marks, key=lambda m: m.t):
@@ -142,16 +142,22 @@ def _node_rule_paths(profile: Profile, rules: tuple[Rule, ...]) -> list[tuple[in
 
 
 def rule_phases(profile: Profile, rules: tuple[Rule, ...] = BUILTIN_RULES) -> list[Phase]:
-    """Runs of samples whose stacks match the same rules, nested by stack depth."""
+    """Runs of samples whose stacks match the same rules, nested by stack depth.
+
+    Only single samples count: an old bucket of merged samples (model.timeline
+    compaction) no longer says in which order its stacks ran, so rules
+    would turn each bucket into overlapping phases of its full weight.
+    """
     if not rules or len(profile.timeline) == 0:
         return []
     paths = _node_rule_paths(profile, rules)
     if not any(paths):
         return []
     tl = profile.timeline
+    single = tl.n == 1
     phases: list[Phase] = []
     for pid, tid in _threads(tl):
-        idx = np.flatnonzero((tl.pid == pid) & (tl.tid == tid))
+        idx = np.flatnonzero((tl.pid == pid) & (tl.tid == tid) & single)
         idx = idx[np.argsort(tl.t[idx], kind="stable")]
         t, w, stack = tl.t[idx], tl.w[idx], tl.stack[idx]
         labels = [paths[int(s)] for s in stack]
@@ -341,6 +347,8 @@ def phase_lanes(phases: list[Phase], t0: float, t1: float, bins: int, max_depth:
         mine = [p for p in phases if (p.pid, p.tid, p.depth) == (pid, tid, depth) and p.source in sources]
         # Longer phases first, so a short one over a long one stays visible.
         for p in sorted(mine, key=lambda p: -p.duration):
+            if p.end <= t0 or p.start >= t1:
+                continue  # outside the drawn span (before an attach, say)
             a = int(np.clip((p.start - t0) / width, 0, bins - 1))
             b = int(np.clip(np.ceil((p.end - t0) / width), a + 1, bins))
             cells[a:b] = len(names)

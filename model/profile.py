@@ -57,6 +57,24 @@ class ProfileMeta:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+def conserve(active: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Clip each sample's active time to its wall time without losing the total.
+
+    The kernel adds a thread's wait for a CPU when the wait ends, so its
+    counter moves in jumps: a sample can be handed more than its wall time
+    while its neighbours get too little. What clipping would drop is given
+    back to the samples with room left, in proportion to that room.
+    """
+    active = np.maximum(active, 0.0)
+    clipped = np.minimum(active, weights)
+    excess = float((active - clipped).sum())
+    room = weights - clipped
+    space = float(room.sum())
+    if excess > 0 and space > 0:
+        clipped = clipped + room * min(1.0, excess / space)
+    return clipped
+
+
 class Profile:
     def __init__(self, meta: ProfileMeta | None = None) -> None:
         self.meta = meta or ProfileMeta()
@@ -153,7 +171,7 @@ class Profile:
             rate = (rc[-1] - rc[-2]) / max(rt[-1] - rt[-2], 1e-9)
             rt, rc = np.r_[rt, hi], np.r_[rc, rc[-1] + rate * (hi - rt[-1])]
         active = np.interp(times + half, rt, rc) - np.interp(times - half, rt, rc)
-        return np.clip(active, 0.0, weights).astype(np.float32)
+        return conserve(active, weights).astype(np.float32)
 
     def _ingest_resources(self, batch: ResourceBatch) -> None:
         procs = batch.processes

@@ -648,17 +648,12 @@ def test_phase_lanes_keep_a_short_phase_visible_over_a_long_one():
     assert phase_lanes(phases, T0, T0, bins=5)[0].cells.shape == (5,)
 
 
-@pytest.mark.xfail(strict=True, reason="phase_lanes clips phases outside [t0, t1] into the first/last bin: a phase "
-                                       "that ended before the window (e.g. before attaching) is drawn in bin 0")
 def test_phase_lanes_leave_out_phases_outside_the_window():
     phases = [phase("before", -20, -10), phase("inside", 2, 3), phase("after", 15, 20)]
     (lane,) = phase_lanes(phases, T0, T0 + 10, bins=10)
     assert [lane.names[c] if c >= 0 else None for c in lane.cells] == [None, None, "inside"] + [None] * 7
 
 
-@pytest.mark.xfail(strict=True, reason="rule phases on a compacted timeline: rows of one bucket share one time, so "
-                                       "each rule's row there becomes a phase of the whole bucket's weight, "
-                                       "overlapping the others on the same thread and depth")
 def test_rule_phases_of_one_thread_and_depth_never_overlap_after_compaction():
     profile = Profile(ProfileMeta(host="test", start_time=T0, target_pid=1))
     profile.timeline = Timeline(compaction=(Compaction(age_s=10.0, bucket_s=1.0),))
@@ -673,10 +668,6 @@ def test_rule_phases_of_one_thread_and_depth_never_overlap_after_compaction():
     assert not overlaps, overlaps[:5]
 
 
-@pytest.mark.xfail(strict=True, reason="Profile._active_seconds clips each sample's share of the schedstat counter to "
-                                       "its weight: the kernel credits a runnable wait only when it ends (and "
-                                       "ResourceSampler stamps a reading before reading it), so the counter moves in "
-                                       "jumps and the excess of a jump is thrown away: busy threads look idle")
 def test_active_seconds_add_up_to_what_the_kernel_counted():
     # A thread runnable all the time on a busy machine: it waited for a CPU from 0 to 0.3 s and
     # the kernel added that wait to run_delay when the thread got the CPU, at 0.3 s.
@@ -919,9 +910,6 @@ def test_a_forked_child_writes_its_own_file(tmp_path):
     assert names == {out["parent"]: ["B parent", "E parent"], out["child"]: ["B child", "E child"]}
 
 
-@pytest.mark.xfail(strict=True, reason="gradetop.phase as a decorator wraps in a plain function: on a coroutine or "
-                                       "generator function the phase ends when the coroutine/generator object is "
-                                       "made, before any of its work, and inspect no longer sees a coroutine function")
 @pytest.mark.parametrize("kind", ["coroutine", "generator"])
 def test_decorated_coroutine_and_generator_functions_are_marked_while_they_run(tmp_path, kind):
     out = run_python("""

@@ -43,7 +43,8 @@ WIDE = (150, 42)
 
 
 PHASES_EVERY_S = 3.0
-"""Phases are recomputed from the whole run: at most this often while it runs."""
+"""Phases are recomputed from the whole run: at most this often while it runs, and never more
+than a tenth of the time (an hour of samples takes seconds, under the lock the ingest needs)."""
 
 
 class ViewReady(Message):
@@ -112,6 +113,7 @@ class GradetopApp(App):
         self.phase_depth = 1
         self.stuck = 0
         self._phases: list[PhaseCost] = []
+        self._phases_cost = 0.0
         self._phases_at: float | None = 0.0
         """When phases were last computed; None once the run ended and they are final."""
 
@@ -219,8 +221,11 @@ class GradetopApp(App):
         timeline = timeline_data(profile, bins, by_thread=by_thread)
         ended = self.source.state().ended
         # While the run goes on, every few seconds; once it ended, once more and then never again.
-        if self._phases_at is not None and (ended or time.monotonic() - self._phases_at >= PHASES_EVERY_S):
+        every = max(PHASES_EVERY_S, 10 * self._phases_cost)
+        if self._phases_at is not None and (ended or time.monotonic() - self._phases_at >= every):
+            began = time.monotonic()
             self._phases = cost_phases(profile, all_phases(profile, self.rules))
+            self._phases_cost = time.monotonic() - began
             self._phases_at = None if ended else time.monotonic()
         phases = [c.phase for c in self._phases]
         groups = summarize(self._phases, profile.duration_s)
