@@ -205,6 +205,12 @@ class GradetopApp(App):
         self.tick()
 
     def tick(self) -> None:
+        try:
+            self._tick()
+        except NoMatches:
+            pass  # a timer that fires while the app closes: its widgets are gone
+
+    def _tick(self) -> None:
         self._last_compute = time.monotonic()
         if self.source.poll() and not self._finishing:
             self._finishing = True
