@@ -79,6 +79,7 @@ def parse_speedscope(
     t_start: float,
     t_end: float,
     continuing: set[tuple[int, int]] = frozenset(),
+    tick_s: float | None = None,
 ) -> StackBatch:
     """A StackBatch from one window of `py-spy record -f speedscope --idle -t` on `pid`.
 
@@ -86,12 +87,15 @@ def parse_speedscope(
     its rate drifts; so a tick stands for (window wall time / ticks), and a
     thread with fewer samples than the window's ticks is placed at the start
     of the window if it was seen before (it ended) and at the end otherwise
-    (it began).
+    (it began). With `tick_s` (the pace measured on an earlier window), the
+    window lasts ticks x tick_s at most: for a window whose end came late.
     """
     doc = json.loads(data)
     shared = doc.get("shared", {}).get("frames", [])
     profiles = doc.get("profiles", [])
     ticks = max((len(p.get("samples", [])) for p in profiles), default=0)
+    if tick_s is not None and ticks:
+        t_end = min(t_end, t_start + ticks * tick_s)
     span = max(t_end - t_start, 0.0)
     dt = span / ticks if ticks else 0.0
 

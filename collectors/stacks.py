@@ -95,6 +95,8 @@ class StackSampler(Background):
         self._tmp = tempfile.mkdtemp(prefix="gradetop-")
         self._seq = 0
         self._seen: set[tuple[int, int]] = set()
+        self._tick_s: float | None = None
+        """Seconds per tick in the last window we ended ourselves (py-spy's real rate)."""
         self.windows = 0
         self.sampling = threading.Event()
         self.failure: tuple[str, str] | None = None
@@ -193,6 +195,7 @@ class StackSampler(Background):
 
     def _finish(self, window: _Window, t_cut: float) -> None:
         """Stop a window, read its file and emit what it saw up to `t_cut`."""
+        ended_itself = window.stopped.is_set() or window.proc.poll() is not None
         if window.proc.poll() is None:
             try:
                 os.kill(window.proc.pid, signal.SIGINT)
@@ -212,7 +215,12 @@ class StackSampler(Background):
         except FileNotFoundError:
             data = b""
         if data:
-            batch = parse_speedscope(data, self.pid, window.t_start, t_end, self._seen)
+            # A window that ended because its process did: py-spy takes a while to notice, so
+            # its end comes late; pace its ticks as the last full window measured them instead.
+            tick_s = self._tick_s if ended_itself else None
+            batch = parse_speedscope(data, self.pid, window.t_start, t_end, self._seen, tick_s)
+            if not ended_itself and batch.ticks:
+                self._tick_s = (batch.t_end - batch.t_start) / batch.ticks
             self._seen = {(ts.pid, ts.tid) for ts in batch.threads}
             self.windows += 1
             self.emit(batch)
