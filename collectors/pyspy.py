@@ -80,6 +80,7 @@ def parse_speedscope(
     t_end: float,
     continuing: set[tuple[int, int]] = frozenset(),
     tick_s: float | None = None,
+    stopped_at: float | None = None,
 ) -> StackBatch:
     """A StackBatch from one window of `py-spy record -f speedscope --idle -t` on `pid`.
 
@@ -89,6 +90,10 @@ def parse_speedscope(
     of the window if it was seen before (it ended) and at the end otherwise
     (it began). With `tick_s` (the pace measured on an earlier window), the
     window lasts ticks x tick_s at most: for a window whose end came late.
+
+    With `stopped_at` later than `t_end`, py-spy went on sampling after the
+    next window took over at `t_end`: the ticks past it duplicate the next
+    window's first ones, so only the share before `t_end` is kept.
     """
     doc = json.loads(data)
     shared = doc.get("shared", {}).get("frames", [])
@@ -96,8 +101,11 @@ def parse_speedscope(
     ticks = max((len(p.get("samples", [])) for p in profiles), default=0)
     if tick_s is not None and ticks:
         t_end = min(t_end, t_start + ticks * tick_s)
+    kept_ticks = ticks
+    if stopped_at is not None and stopped_at > t_end > t_start and ticks:
+        kept_ticks = max(1, min(ticks, round(ticks * (t_end - t_start) / (stopped_at - t_start))))
     span = max(t_end - t_start, 0.0)
-    dt = span / ticks if ticks else 0.0
+    dt = span / kept_ticks if kept_ticks else 0.0
 
     # Frames py-spy adds for processes and threads become columns, not stack frames.
     keep = np.ones(len(shared), dtype=bool)
@@ -137,9 +145,12 @@ def parse_speedscope(
         if n == 0:
             continue
         offset = 0 if (thread_pid, tid) in continuing or n == ticks else ticks - n
+        n = max(0, min(n, kept_ticks - offset))
+        if n == 0:
+            continue
         times = t_start + (np.arange(n) + offset + 0.5) * dt
-        stacks = [tuple(local[i] for i in s if keep[i]) for s in samples]
+        stacks = [tuple(local[i] for i in s if keep[i]) for s in samples[:n]]
         threads.append(
             ThreadSamples(thread_pid, tid, name, times, np.full(n, dt, dtype=np.float32), stacks)
         )
-    return StackBatch(pid, t_start, t_end, ticks, frames, threads, commands)
+    return StackBatch(pid, t_start, t_end, kept_ticks, frames, threads, commands)

@@ -17,12 +17,10 @@ thread 100 times a second, which slows many-threaded torch jobs 5-15x.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,15 +31,10 @@ from gradetop.collectors.background import Background
 from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_speedscope
 from gradetop.model.records import SamplerNote
 
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGKILL it when its parent goes."""
-    if _libc is not None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
+ORPHAN_LIMIT_S = 10
+"""Every window is started with py-spy's own --duration of this: we end it long before, and if
+gradetop dies (killed, terminal gone) it cannot sample forever. (PR_SET_PDEATHSIG would need a
+preexec_fn: 4 ms a launch, and unsafe in a threaded program.)"""
 
 START_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
@@ -64,7 +57,8 @@ class StackOptions:
         # Current line numbers (not -F's first lines): the line a thread waits on tells what it
         # waits for (a `with lock:` leaves no frame of its own), and the flame shows where in a
         # function the time goes. Function-level views merge a function's lines.
-        args = ["record", "-f", "speedscope", "--idle", "-t", "-r", str(int(round(self.rate_hz)))]
+        args = ["record", "-f", "speedscope", "--idle", "-t", "-r", str(int(round(self.rate_hz))),
+                "-d", str(ORPHAN_LIMIT_S)]
         if self.native:
             args.append("-n")
         if not self.blocking:
@@ -169,11 +163,8 @@ class StackSampler(Background):
         t_launch = time.time()
         with open(stderr_path, "wb") as err:
             # Own session: a Ctrl-C at the terminal must not kill a window before we flush it.
-            # But a window must never outlive gradetop (killed, or its terminal gone): it would
-            # sample forever. The kernel kills it when the thread that started it ends.
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True,
-                preexec_fn=die_with_parent,
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True
             )
         window = _Window(proc, output, stderr_path, t_launch=t_launch)
         threading.Thread(target=self._watch, args=(window,), name="gradetop-pyspy-out", daemon=True).start()
@@ -207,8 +198,8 @@ class StackSampler(Background):
             window.proc.kill()
             window.proc.wait()
         window.stopped.wait(1.0)
-        t_end = window.t_end or time.time()
-        t_end = min(t_end, max(t_cut, window.t_start))
+        stopped_at = window.t_end or time.time()
+        t_end = min(stopped_at, max(t_cut, window.t_start))
         try:
             with open(window.output, "rb") as f:
                 data = f.read()
@@ -218,7 +209,8 @@ class StackSampler(Background):
             # A window that ended because its process did: py-spy takes a while to notice, so
             # its end comes late; pace its ticks as the last full window measured them instead.
             tick_s = self._tick_s if ended_itself else None
-            batch = parse_speedscope(data, self.pid, window.t_start, t_end, self._seen, tick_s)
+            batch = parse_speedscope(data, self.pid, window.t_start, t_end, self._seen, tick_s,
+                                     stopped_at=None if ended_itself else stopped_at)
             if not ended_itself and batch.ticks:
                 self._tick_s = (batch.t_end - batch.t_start) / batch.ticks
             self._seen = {(ts.pid, ts.tid) for ts in batch.threads}

@@ -37,7 +37,7 @@ class GrowableArray:
     def _reserve(self, extra: int) -> None:
         need = self._size + extra
         if need > len(self._data):
-            grown = np.empty(max(need, 2 * len(self._data)), dtype=self._data.dtype)
+            grown = np.empty(max(need, len(self._data) * 3 // 2 + 64), dtype=self._data.dtype)
             grown[: self._size] = self._data[: self._size]
             self._data = grown
 
@@ -51,6 +51,16 @@ class GrowableArray:
         self._reserve(len(values))
         self._data[self._size : self._size + len(values)] = values
         self._size += len(values)
+
+    def splice(self, start: int, end: int, values) -> None:
+        """Replace [start, end) by `values` (no longer than it), in place: compaction reallocates nothing."""
+        values = np.asarray(values, dtype=self._data.dtype)
+        assert len(values) <= end - start, "splice only shrinks"
+        tail = self._size - end
+        self._data[start : start + len(values)] = values
+        # numpy copies through a temporary when source and destination overlap.
+        self._data[start + len(values) : start + len(values) + tail] = self._data[end : self._size]
+        self._size = start + len(values) + tail
 
     def replace(self, values) -> None:
         """Set the whole content (used by compaction)."""

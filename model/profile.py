@@ -225,7 +225,9 @@ class Profile:
         info = self.processes.get(ended.pid)
         if info is None:
             info = self.processes[ended.pid] = ProcessInfo(ended.pid, 0, [], host=self.meta.host)
-        info.end_time = ended.t
+        # The first report of an end is the nearest to it (the resource sampler sees it within
+        # 0.1 s; the exit status may come later from whoever reaped the process).
+        info.end_time = ended.t if info.end_time is None else min(info.end_time, ended.t)
         if ended.exit_code is not None:
             info.exit_code = ended.exit_code
 

@@ -94,7 +94,6 @@ class Series:
         last[:-1] = np.any(packed[1:] != packed[:-1], axis=1)
         keep = np.sort(order[last]) + start
         for name, arr in self._cols.items():
-            whole = arr.view()
-            arr.replace(np.concatenate([whole[:start], whole[keep], whole[end:]]))
+            arr.splice(start, end, arr.view()[keep])
         self._thinned_upto = start + len(keep)
         self._rows_at_last_thin = len(self)

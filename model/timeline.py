@@ -143,8 +143,7 @@ class Timeline:
         merged = bucket_rows({k: v[~keep] for k, v in part.items()}, bucket_s)
         kept = {k: v[keep] for k, v in part.items()}
         for name, arr in self._cols.items():
-            whole = cols[name]
-            arr.replace(np.concatenate([whole[:start], merged[name], kept[name], whole[end:]]))
+            arr.splice(start, end, np.concatenate([merged[name], kept[name]]))
         # The rewritten span [start, end) is now len(merged) + len(kept) rows: move every mark after it.
         shift = len(merged["t"]) + len(kept["t"]) - (end - start)
         for other, mark in enumerate(self._compacted_upto):
