@@ -42,6 +42,8 @@ import time
 import numpy as np
 import psutil
 
+from _machine import ForeignLoad, describe
+
 from gradetop.model.calltree import build_tree, top_functions
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import ProcessReading, ResourceBatch, StackBatch, ThreadSamples
@@ -324,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-memory", action="store_true", help="only the ingest rate")
     args = parser.parse_args(argv)
 
+    print(describe(), flush=True)
+    foreign = ForeignLoad()
     universe = Universe(args.stacks, args.stacks_per_phase)
     depth = [len(s) for s in universe.stacks]
     print(f"bench_ingest: {len(universe.stacks)} distinct stacks {min(depth)}-{max(depth)} frames deep, "
@@ -332,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     part_rate(universe, seconds=30 if args.quick else 120, repeats=3 if args.quick else 7)
     if args.skip_memory:
+        print()
+        print(foreign.summary())
         return 0
     print()
     hours = args.hours or (1.0 if args.quick else 2.0)
@@ -361,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{verdict((rn - first[2]) / MB / span)}")
     print(f"  {'build_tree, whole run':<36} {result['tree_ms']:>10.1f} ms")
     print(f"  {'top_functions, whole run':<36} {result['top_ms']:>10.1f} ms")
+    print()
+    print(foreign.summary())
     return 0
 
 

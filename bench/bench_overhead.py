@@ -14,10 +14,10 @@ coverage and achieved rate (from `gradetop report --json`), and the CPU
 seconds the monitor itself used: RUSAGE_CHILDREN deltas around each run,
 minus the workload's own CPU (the median of the unmonitored runs).
 
-    python bench/bench_overhead.py --quick     # 3 rounds, ~45 s
+    python bench/bench_overhead.py --quick     # 3 rounds of ~3 s runs, ~50 s
     python bench/bench_overhead.py             # 5 rounds of ~8 s runs, ~3.5 min
     python bench/bench_overhead.py --child     # the workload also forks a busy child (both cores busy)
-    python bench/bench_overhead.py --same-args # py-spy alone with gradetop's --idle -t -F (like for like)
+    python bench/bench_overhead.py --same-args # py-spy alone with gradetop's own window arguments (like for like)
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from _machine import ForeignLoad, describe
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKLOAD = os.path.join(HERE, "workload.py")
@@ -59,16 +61,21 @@ def commands(work: int, child: bool, rate: int, tmp: str, same_args: bool) -> di
     target = [sys.executable, WORKLOAD, "--work", str(work)] + (["--child"] if child else [])
     pyspy = tool("py-spy")
     gtop, spy_json = os.path.join(tmp, "tmp.gtop"), os.path.join(tmp, "tmp.json")
-    extra = []
-    if child:
-        extra.append("-s")  # py-spy alone samples the child too, as gradetop does by default
+    sub = ["-s"] if child else []  # py-spy alone samples the child too, as gradetop does by default
     if same_args:
-        extra += ["--idle", "-t", "-F"]  # what gradetop's windows ask py-spy for (StackOptions.args)
+        # Exactly what gradetop's windows ask py-spy for (StackOptions.args), in one long recording.
+        from gradetop.collectors.stacks import StackOptions
+
+        c = [pyspy, *StackOptions(rate_hz=rate, blocking=False).args(), *sub]
+        d = [pyspy, *StackOptions(rate_hz=rate, blocking=True).args(), *sub]
+    else:
+        c = [pyspy, "record", "--nonblocking", "-r", str(rate), "-f", "speedscope", *sub]
+        d = [pyspy, "record", "-r", str(rate), "-f", "speedscope", *sub]
     return {
         "a": target,
         "b": [tool("gradetop"), "record", "--rate", str(rate), "-o", gtop, "--", *target],
-        "c": [pyspy, "record", "--nonblocking", "-r", str(rate), "-f", "speedscope", *extra, "-o", spy_json, "--", *target],
-        "d": [pyspy, "record", "-r", str(rate), "-f", "speedscope", *extra, "-o", spy_json, "--", *target],
+        "c": [*c, "-o", spy_json, "--", *target],
+        "d": [*d, "-o", spy_json, "--", *target],
     }
 
 
@@ -159,8 +166,12 @@ def snapshot_edges(path: str) -> dict:
     }
 
 
-def gradetop_report(path: str) -> dict:
-    out = subprocess.run([tool("gradetop"), "report", path, "--json"], capture_output=True, check=True)
+def gradetop_report(path: str) -> dict | None:
+    out = subprocess.run([tool("gradetop"), "report", path, "--json"], capture_output=True)
+    if out.returncode != 0:
+        sys.stderr.write(f"bench_overhead: gradetop report exited {out.returncode}: "
+                         f"{out.stderr.decode(errors='replace').strip()[-1500:]}\n")
+        return None
     return json.loads(out.stdout)
 
 
@@ -188,15 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds of shorter runs (< ~60 s)")
     parser.add_argument("--rounds", type=int, help="rounds of a,b,c,d (default 5, quick 3)")
-    parser.add_argument("--work", type=int, help="workload units (default 2400 ~8 s, quick 700 ~2.5 s)")
+    parser.add_argument("--work", type=int, help="workload units (default 2400 ~8 s, quick 900 ~3 s)")
     parser.add_argument("--child", action="store_true", help="the workload also runs a multiprocessing child")
     parser.add_argument("--rate", type=int, default=100, help="sampling rate, Hz (default 100)")
     parser.add_argument("--same-args", action="store_true",
-                        help="run py-spy alone with gradetop's window arguments too (--idle -t -F): like for like, "
-                             "and its achieved rate can be counted")
+                        help="run py-spy alone with gradetop's own window arguments (StackOptions.args(): --idle -t ...): "
+                             "like for like, and its achieved rate can be counted")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 5)
-    work = args.work or (700 if args.quick else 2400)
+    work = args.work or (900 if args.quick else 2400)
 
     tmp = tempfile.mkdtemp(prefix="gradetop-bench-")
     walls: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -208,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     try:
         cmds = commands(work, args.child, args.rate, tmp, args.same_args)
+        print(describe(), flush=True)
+        foreign = ForeignLoad()
         timed(cmds["a"])  # warm-up (imports, page cache), not counted
         print(f"bench_overhead: workload --work {work}{' --child' if args.child else ''}, "
               f"{rounds} rounds of a,b,c,d at {args.rate} Hz, {os.cpu_count()} CPUs"
-              f"{', py-spy alone with --idle -t -F' if args.same_args else ''}", flush=True)
+              f"{', py-spy alone with gradetop window args' if args.same_args else ''}", flush=True)
         for r in range(rounds):
             line = []
             for v in VARIANTS:
@@ -224,12 +237,19 @@ def main(argv: list[str] | None = None) -> int:
                 if v == "b":
                     splits.append(split)
                     gtop = os.path.join(tmp, "tmp.gtop")
-                    reports.append(gradetop_report(gtop))
-                    edges.append(snapshot_edges(gtop))
+                    rep = gradetop_report(gtop)
+                    if rep is None:
+                        failures += 1
+                    else:
+                        reports.append(rep)
+                    try:
+                        edges.append(snapshot_edges(gtop))
+                    except Exception as exc:  # a snapshot this version cannot read: say so, keep timing
+                        sys.stderr.write(f"bench_overhead: cannot read the snapshot: {exc}\n")
                 elif v in spy_rate and args.same_args:
                     spy_rate[v].append(pyspy_rate(os.path.join(tmp, "tmp.json"), wall))
-            print(f"  round {r + 1}/{rounds}: " + "  ".join(line)
-                  + f"  gradetop coverage={reports[-1]['coverage']:.4f}", flush=True)
+            cov = f"{reports[-1]['coverage']:.4f}" if reports else "?"
+            print(f"  round {r + 1}/{rounds}: " + "  ".join(line) + f"  gradetop coverage={cov}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -267,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print("Sampling (gradetop report --json)")
+    if not reports:
+        print("  no report could be read")
+        return 1
     cov = [r["coverage"] for r in reports]
     rate = [r["achieved_rate_hz"] for r in reports]
     cm, clo, chi = med_spread(cov)
@@ -286,8 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         if rates:
             m, lo, hi = med_spread(rates)
             print(f"  {LABELS[v]:<26} {m:6.1f} Hz [{lo:.1f}-{hi:.1f}]   its ticks / whole wall (startup included)")
+    print()
+    print(foreign.summary())
     if failures:
-        print(f"\n{failures} run(s) exited non-zero: see stderr above")
+        print(f"\n{failures} run(s) or report(s) failed: see stderr above")
     return 1 if failures else 0
 
 
