@@ -287,9 +287,8 @@ def _keep_lasting(runs: list[list[int]], min_bins: int) -> list[list[int]]:
             out[-1][2] = r[2]
         elif (r[0] >= 0 and len(out) >= 2 and out[-1][0] == -1 and out[-2][0] == r[0]
               and out[-1][2] - out[-1][1] < min_bins):
-            gap = out.pop()
+            out.pop()  # the short gap
             out[-1][2] = r[2]
-            del gap
         else:
             out.append(list(r))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,22 @@ def gradetop(*args: str, timeout: float = 120, **kwargs) -> subprocess.Completed
         stdin=subprocess.DEVNULL,
         **kwargs,
     )
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    """The single line a bad input must print on stderr (as 'gradetop: ...')."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gradetop: "), lines[0]
+    return lines[0]
+
+
+def free_pid() -> int:
+    """A process id nothing uses now."""
+    pid = 4_000_000
+    while os.path.exists(f"/proc/{pid}"):
+        pid += 1
+    return pid
 
 
 def spawn_sleeper(*args: str, python: str = sys.executable, prefix: list[str] | None = None) -> tuple[subprocess.Popen, int]:

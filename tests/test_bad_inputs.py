@@ -13,22 +13,8 @@ import time
 import msgpack
 import pytest
 
-from conftest import WORKLOADS, gradetop, spawn_sleeper
+from conftest import WORKLOADS, free_pid, gradetop, one_line, spawn_sleeper
 from gradetop.model.snapshot import load
-
-
-def one_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gradetop: "), lines[0]
-    return lines[0]
-
-
-def free_pid() -> int:
-    pid = 4_000_000
-    while os.path.exists(f"/proc/{pid}"):
-        pid += 1
-    return pid
 
 
 def test_pid_that_does_not_exist(tmp_path, no_traceback):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WORKLOADS, gradetop, spawn_sleeper
+from conftest import WORKLOADS, free_pid, gradetop, one_line, spawn_sleeper
 from gradetop.model import waits
 from gradetop.model.waits import REASONS, find_wait, is_native, is_stuck, judge, wait_reason
 
@@ -228,20 +228,6 @@ def test_no_subprocesses_dumps_only_the_parent(child_wait):
 
 
 # -- bad inputs: one line, non-zero, no traceback ----------------------------------
-
-
-def one_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gradetop: "), lines[0]
-    return lines[0]
-
-
-def free_pid() -> int:
-    pid = 4_000_000
-    while os.path.exists(f"/proc/{pid}"):
-        pid += 1
-    return pid
 
 
 def test_pid_that_does_not_exist(no_traceback):
