@@ -10,6 +10,7 @@ counters (a sample reaches the model at most one window + one reading late).
 from __future__ import annotations
 
 import queue
+from collections import deque
 import threading
 import time
 
@@ -19,6 +20,7 @@ from gradetop.collectors.stacks import StackOptions, StackSampler
 from gradetop.model.profile import Profile
 from gradetop.model.records import ResourceBatch, StackBatch
 
+LATENCIES_KEPT = 10_000
 JOIN_WAIT_S = 1.0
 """Longest a stack window waits for resource readings (the process may be gone)."""
 
@@ -46,8 +48,8 @@ class Monitor:
         self._ingest_done = threading.Event()
         self._held: list[tuple[float, StackBatch]] = []
         self.batches = 0
-        self.latencies: list[float] = []
-        """Seconds from each window's end to its samples being in the model (for the benchmark)."""
+        self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
+        """Seconds from each window's end to its samples being in the model (the latest, for the benchmark)."""
 
     def start(self) -> "Monitor":
         self._start_sampler(self.pid)

@@ -104,14 +104,6 @@ class Target:
             return code
         return None
 
-    def alive(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
-        try:
-            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
     def stop(self, grace_s: float = 5.0) -> int | None:
         """Stop a spawned target politely: SIGINT, then SIGTERM, then SIGKILL, each after `grace_s`."""
         if self.popen is None:

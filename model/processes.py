@@ -25,10 +25,6 @@ class ProcessInfo:
     """Sampling ticks py-spy made on it (its rate drifts from the asked one)."""
 
     @property
-    def alive(self) -> bool:
-        return self.end_time is None
-
-    @property
     def command(self) -> str:
         return " ".join(self.cmdline) if self.cmdline else self.name
 

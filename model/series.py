@@ -50,10 +50,6 @@ class Series:
         raise AttributeError(name)
 
     @property
-    def names(self) -> list[str]:
-        return list(self._cols)
-
-    @property
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self._cols.values())
 

@@ -15,7 +15,7 @@ import pytest
 
 import psutil
 
-from conftest import WORKLOADS
+from conftest import WORKLOADS, spawn_sleeper
 from gradetop.model.snapshot import load
 
 pytestmark = [
@@ -110,8 +110,7 @@ def test_leaving_the_workflow_running_detaches(tmux, tmp_path):
 
 
 def test_attach_never_harms_the_target_and_quit_detaches(tmux, tmp_path):
-    proc = subprocess.Popen([sys.executable, str(WORKLOADS / "sleeper.py")], stdout=subprocess.PIPE, text=True)
-    pid = int(proc.stdout.readline())
+    proc, pid = spawn_sleeper()
     try:
         tmux.start(f"{GRADETOP} attach {pid}")
         tmux.wait_for("RUNNING")
@@ -143,8 +142,7 @@ def test_open_a_saved_snapshot(tmux):
 
 
 def test_attach_without_pid_picks_from_a_filtered_list(tmux, tmp_path):
-    proc = subprocess.Popen([sys.executable, str(WORKLOADS / "sleeper.py")], stdout=subprocess.PIPE, text=True)
-    pid = int(proc.stdout.readline())
+    proc, pid = spawn_sleeper()
     try:
         tmux.start(f"{GRADETOP} attach")
         tmux.wait_for("Attach to which Python process?")
