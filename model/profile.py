@@ -18,6 +18,7 @@ import numpy as np
 
 from gradetop._version import __version__
 from gradetop.model.calltree import CallTree, build_tree
+from gradetop.model.journal import Journal
 from gradetop.model.processes import ProcessInfo, ThreadInfo
 from gradetop.model.records import (
     OutputLine,
@@ -89,6 +90,10 @@ class Profile:
         self.marks: list[PhaseMark] = []
         """Phase markers from the workflow, in arrival order."""
         self.lock = threading.RLock()
+        self.journal: Journal | None = None
+        """Set while a snapshot writer streams this profile to disk: it gets every piece as ingested."""
+        self.warnings: list[str] = []
+        """What reading this profile from a file survived (a torn last chunk, a damaged one)."""
         self._recent_active: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self.last_resource_time = 0.0
 
@@ -111,8 +116,12 @@ class Profile:
                 self._ingest_note(record)
             elif isinstance(record, OutputLine):
                 self.output.append(record)
+                if self.journal is not None:
+                    self.journal.output.append(record)
             elif isinstance(record, PhaseMark):
                 self.marks.append(record)
+                if self.journal is not None:
+                    self.journal.marks.append(record)
             else:
                 raise TypeError(f"not a collector record: {type(record).__name__}")
 
@@ -134,9 +143,13 @@ class Profile:
                     nodes_of[local] = node
                 nodes[i] = node
             active = self._active_seconds(ts.pid, ts.tid, ts.times, ts.weights)
-            self.timeline.append(
-                t=ts.times, w=ts.weights, active=active, n=1, stack=nodes, pid=ts.pid, tid=ts.tid, flags=0
-            )
+            count = len(nodes)
+            rows = {"t": ts.times, "w": ts.weights, "active": active, "n": np.ones(count, dtype=np.uint32),
+                    "stack": nodes, "pid": np.full(count, ts.pid, dtype=np.int32),
+                    "tid": np.full(count, ts.tid, dtype=np.int32), "flags": np.zeros(count, dtype=np.uint8)}
+            self.timeline.append(**rows)
+            if self.journal is not None:
+                self.journal.samples.append(rows)
             key = (ts.pid, ts.tid)
             if key not in self.threads or (ts.name and self.threads[key].name != ts.name):
                 self.threads[key] = ThreadInfo(ts.pid, ts.tid, ts.name)
@@ -176,15 +189,18 @@ class Profile:
     def _ingest_resources(self, batch: ResourceBatch) -> None:
         procs = batch.processes
         if procs:
-            self.process_series.append(
-                t=batch.t,
-                pid=np.array([p.pid for p in procs]),
-                cpu_s=np.array([p.cpu_s for p in procs]),
-                rss=np.array([p.rss for p in procs]),
-                read_bytes=np.array([p.read_bytes for p in procs]),
-                write_bytes=np.array([p.write_bytes for p in procs]),
-                threads=np.array([p.num_threads for p in procs]),
-            )
+            rows = {
+                "t": np.full(len(procs), batch.t),
+                "pid": np.array([p.pid for p in procs]),
+                "cpu_s": np.array([p.cpu_s for p in procs]),
+                "rss": np.array([p.rss for p in procs]),
+                "read_bytes": np.array([p.read_bytes for p in procs]),
+                "write_bytes": np.array([p.write_bytes for p in procs]),
+                "threads": np.array([p.num_threads for p in procs]),
+            }
+            self.process_series.append(**rows)
+            if self.journal is not None:
+                self.journal.process_series.append(rows)
         pids, tids, cpus, actives = [], [], [], []
         for p in procs:
             info = self.processes.get(p.pid)
@@ -205,9 +221,11 @@ class Profile:
                     recent = self._recent_active[(p.pid, tid)] = deque(maxlen=RECENT_THREAD_READINGS)
                 recent.append((batch.t, active_s))
         if pids:
-            self.thread_series.append(
-                t=batch.t, pid=np.array(pids), tid=np.array(tids), cpu_s=np.array(cpus), active_s=np.array(actives)
-            )
+            rows = {"t": np.full(len(pids), batch.t), "pid": np.array(pids), "tid": np.array(tids),
+                    "cpu_s": np.array(cpus), "active_s": np.array(actives)}
+            self.thread_series.append(**rows)
+            if self.journal is not None:
+                self.journal.thread_series.append(rows)
         self.last_resource_time = batch.t
         self._forget_stale_threads(batch.t)
         self.process_series.thin()
@@ -233,6 +251,8 @@ class Profile:
 
     def _ingest_note(self, note: SamplerNote) -> None:
         self.notes.append(note)
+        if self.journal is not None:
+            self.journal.notes.append(note)
         info = self.processes.get(note.pid)
         if info is not None and note.kind in ("not-python", "permission", "error") and not info.sampled:
             info.why_not_sampled = note.message

@@ -9,7 +9,8 @@ from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.rules import Rule, parse_rules
 from gradetop.model.profile import Profile
-from gradetop.model.snapshot import VERSION
+REPORT_VERSION = 1
+"""The shape of `report --json`; bumped when a field changes meaning (snapshots have their own)."""
 from gradetop.model.stacks import short_path
 
 
@@ -34,7 +35,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
         processes = sorted(profile.processes.values(), key=lambda p: (p.create_time or 0, p.pid))
         meta = profile.meta
         report = {
-            "version": VERSION,
+            "version": REPORT_VERSION,
             "gradetop": meta.gradetop_version,
             "host": meta.host,
             "command": meta.command,

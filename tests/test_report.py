@@ -18,7 +18,7 @@ from gradetop.model.records import (
     ThreadSamples,
 )
 from gradetop.model.report import build_report, format_report
-from gradetop.model.snapshot import VERSION
+from gradetop.model.report import REPORT_VERSION as VERSION
 from model_helpers import metas, profile_from, records
 
 SETTINGS = settings(max_examples=60, deadline=None)
