@@ -5,19 +5,20 @@ from __future__ import annotations
 import sys
 
 from gradetop.cli.errors import UserError, say
-from gradetop.cli.record import add_sampling_arguments, phase_options, pid_number, stack_options
-from gradetop.collectors.target import TargetError, shell_status
+from gradetop.cli.record import add_output_arguments, add_sampling_arguments, keep, pid_number, session_options
+from gradetop.collectors.session import Session, TargetError
+from gradetop.collectors.target import shell_status
 
 
 def add_run_arguments(parser) -> None:
+    add_output_arguments(parser)
     add_sampling_arguments(parser)
-    parser.add_argument("-o", "--output", metavar="FILE", help="where 's' saves the snapshot")
     parser.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command to run and watch")
 
 
 def add_attach_arguments(parser) -> None:
+    add_output_arguments(parser)
     add_sampling_arguments(parser)
-    parser.add_argument("-o", "--output", metavar="FILE", help="where 's' saves the snapshot")
     parser.add_argument("pid", nargs="?", type=pid_number, help="process to watch (none: pick from a list)")
 
 
@@ -34,75 +35,66 @@ def require_terminal(name: str) -> None:
         raise UserError(f"'gradetop {name}' needs a terminal; without one use 'gradetop record' and 'gradetop report'")
 
 
-def run_app(source, save_path: str | None) -> None:
+def run_app(source) -> None:
     from gradetop.tui.app import GradetopApp
 
-    GradetopApp(source, save_path=save_path).run()
+    GradetopApp(source).run()
 
 
 def run(args) -> int:
     if not args.command:
         raise UserError("nothing to run: put the command after --, as in gradetop run -- python train.py", code=2)
     require_terminal("run")
-    from gradetop.tui.sources import LiveSource
+    return watch(lambda options: Session.spawn(args.command, options, mode="run", capture_output=True), args)
 
+
+def watch(make_session, args) -> int:
+    """Start a session under the UI; when the UI goes (by q, a signal, or a crash), end it and say what is left."""
+    options = session_options(args)
     try:
-        source = LiveSource.spawn(args.command, stack_options(args), extra_options=phase_options(args), idle=args.idle)
+        session = make_session(options)
     except TargetError as exc:
         raise UserError(str(exc)) from None
-    return after_live(source, args.output)
-
-
-def after_live(source, save_path) -> int:
     try:
-        run_app(source, save_path)
+        run_app(session)
     finally:
-        if not source.state().ended:
+        if not session.state().ended:
             # The UI went away without asking (a crash, a signal): never leave collectors behind.
-            source.detach()
-    if source.spawned and source.target.poll() is None:
-        say(f"the workflow runs on as pid {source.target.pid}; its output goes to {source.target.log_path}")
+            session.detach()
+        for line in session.notices:
+            say(line)
+        written = keep(session)
+        if written:
+            say(f"the recording is in {written}")
+    if session.workflow_running:
+        say(f"the workflow runs on as pid {session.target.pid}; its output goes to {session.log_path}")
         return 0
-    if source.spawned:
-        return shell_status(source.target.exit_code)
+    if session.spawned:
+        return shell_status(session.target.exit_code)
     return 0
 
 
 def attach(args) -> int:
     require_terminal("attach")
-    from gradetop.tui.sources import LiveSource
-
     pid = args.pid
     if pid is None:
+        from gradetop.collectors.processes import python_processes
         from gradetop.tui.picker import PickerApp
 
-        pid = PickerApp().run()
+        pid = PickerApp(python_processes).run()
         if pid is None:
             return 0
-    try:
-        source = LiveSource.attach(pid, stack_options(args), extra_options=phase_options(args), idle=args.idle)
-    except TargetError as exc:
-        raise UserError(str(exc)) from None
-    return after_live(source, args.output)
+    return watch(lambda options: Session.attach(pid, options), args)
 
 
 def open_file(args) -> int:
     from gradetop.cli.report import load_or_fail
+    from gradetop.model.source import FileSource
 
     require_terminal("open")
-    profile = load_or_fail(args.file)
-    from gradetop.tui.sources import FileSource
-
-    run_app(FileSource(profile, args.file), None)
+    run_app(FileSource(load_or_fail(args.file), args.file))
     return 0
 
 
 def demo_live(args, command: list[str]) -> int:
-    from gradetop.tui.sources import LiveSource
-
-    try:
-        source = LiveSource.spawn(command, stack_options(args), mode="demo", extra_options=phase_options(args), idle=args.idle)
-    except TargetError as exc:
-        raise UserError(str(exc)) from None
-    return after_live(source, args.output)
-
+    return watch(lambda options: Session.spawn(command, options, mode="demo", capture_output=True), args)

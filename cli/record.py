@@ -4,32 +4,33 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 import threading
 import time
 
-from gradetop.cli.errors import EXIT_PARTIAL, UserError, say
-from gradetop.collectors.markers import new_phase_folder, remove_phase_folder
-from gradetop.collectors.monitor import Monitor
+from gradetop.cli.errors import EXIT_ERROR, EXIT_PARTIAL, UserError, say
+from gradetop.collectors.session import Session, SessionOptions, TargetError, default_output, fallback_path
 from gradetop.collectors.stacks import StackOptions
-from gradetop.collectors.target import Target, TargetError, shell_status
-from gradetop.model.profile import Profile, ProfileMeta
-from gradetop.model.records import ProcessEnded
-from gradetop.model.snapshot import save
+from gradetop.collectors.target import shell_status
 from gradetop.model.rules import RulesError, load_rules, rules_to_data
-from gradetop.phases import ENV
+from gradetop.model.snapshot import save
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("-o", "--output", metavar="FILE", help="snapshot to write (default gradetop-<pid>-<time>.gtop)")
+    add_output_arguments(parser)
     add_sampling_arguments(parser)
     parser.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds (default: until the workflow ends)")
     parser.add_argument("--pid", type=pid_number, help="record a running process (and its children) instead of a command")
     parser.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command to run and record")
 
 
+def add_output_arguments(parser) -> None:
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="the recording, written as it runs (default gradetop-<pid>-<time>.gtop here)")
+    parser.add_argument("--no-save", dest="save", action="store_false", help="keep the recording in memory only")
+
+
 def add_sampling_arguments(parser) -> None:
-    parser.add_argument("--rate", type=positive_float, default=100.0, metavar="HZ", help="stack samples per second (default 100)")
+    parser.add_argument("--rate", type=rate_hz, default=100.0, metavar="HZ", help="stack samples per second (default 100)")
     parser.add_argument("--idle", action="store_true", help="count idle threads' samples in function times (as py-spy --idle)")
     parser.add_argument("--native", action="store_true", help="include native (C/C++/Cython) frames; slower")
     parser.add_argument("--blocking", action="store_true", help="pause the target for each sample (py-spy's default; off here: it slows many-threaded jobs)")
@@ -42,8 +43,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"not a number: {text}") from None
-    if not value > 0:
-        raise ValueError(f"must be positive: {text}")
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(f"must be a positive number: {text}")
     return value
 
 
@@ -57,7 +58,19 @@ def pid_number(text: str) -> int:
     return value
 
 
+MAX_RATE_HZ = 1000.0
+"""py-spy reads a process's memory for every sample: past ~1 kHz it cannot keep up, and says nothing."""
+
+
+def rate_hz(text: str) -> float:
+    value = positive_float(text)
+    if not 1.0 <= value <= MAX_RATE_HZ:
+        raise ValueError(f"must be between 1 and {MAX_RATE_HZ:g} samples per second: {text}")
+    return value
+
+
 positive_float.__name__ = "number"
+rate_hz.__name__ = "rate"
 pid_number.__name__ = "pid"
 
 
@@ -75,6 +88,16 @@ def stack_options(args) -> StackOptions:
     return StackOptions(rate_hz=args.rate, subprocesses=args.subprocesses, native=args.native, blocking=args.blocking)
 
 
+def session_options(args) -> SessionOptions:
+    """What every monitoring command shares: sampling, idle, phase rules, where the recording goes."""
+    output = getattr(args, "output", None)
+    save = getattr(args, "save", True)
+    if save:
+        check_writable(output or os.path.join(os.getcwd(), "gradetop-probe.gtop"))
+    return SessionOptions(stacks=stack_options(args), idle=args.idle, extra=phase_options(args), output=output,
+                          save=save)
+
+
 def check_writable(path: str) -> None:
     """Fail before sampling, not after, when the snapshot could not be written."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -86,89 +109,85 @@ def check_writable(path: str) -> None:
         raise UserError(f"cannot write {path}: permission denied")
 
 
-def default_output(pid: int) -> str:
-    return f"gradetop-{pid}-{time.strftime('%Y%m%d-%H%M%S')}.gtop"
-
-
 def run(args) -> int:
     if args.pid is not None and args.command:
         raise UserError("give either --pid or a command after --, not both", code=2)
     if args.pid is None and not args.command:
         raise UserError("nothing to record: give --pid PID or a command after --", code=2)
-    if args.output:
-        check_writable(args.output)
-    else:
-        check_writable(os.path.join(os.getcwd(), "gradetop-probe.gtop"))
-    phases = phase_options(args)
-    folder = None if args.pid is not None else new_phase_folder()
+    options = session_options(args)
     try:
-        target = Target.attach(args.pid) if args.pid is not None else Target.spawn(args.command, env={ENV: folder})
+        session = Session.attach(args.pid, options) if args.pid is not None else Session.spawn(args.command, options)
     except TargetError as exc:
-        if folder:
-            remove_phase_folder(folder)
         raise UserError(str(exc)) from None
-    meta = ProfileMeta(
-        rate_hz=args.rate,
-        command=target.command,
-        target_pid=target.pid,
-        mode="record" if target.spawned else "attach",
-        options={"idle": args.idle, "native": args.native, "blocking": args.blocking, **phases},
-    )
-    profile = Profile(meta)
-    output = args.output or default_output(target.pid)
-    return record(profile, target, stack_options(args), output, args.duration, folder)
+    return record(session, args.duration)
 
 
-def record(profile: Profile, target: Target, options: StackOptions, output: str, duration: float | None,
-           phase_folder: str | None = None) -> int:
-    """Sample until the target ends, `duration` passes or SIGINT/SIGTERM; then always write the snapshot."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def record(session: Session, duration: float | None, announce: bool = True) -> int:
+    """Sample until the target ends, `duration` passes or a signal comes; the recording is on disk all along."""
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    monitor = Monitor(profile, target.pid, options, phase_folder=phase_folder).start()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
     deadline = None if duration is None else time.monotonic() + duration
     reported = False
+    told = 0
     try:
+        session.start()
+        if announce and session.writing_to:
+            say(f"recording to {session.writing_to}")
         while not stop.wait(0.1):
-            if not reported and monitor.failure():
-                say(monitor.failure() + "; recording CPU and memory only")
+            told = _tell(session.notices, told)
+            if not reported and session.failure():
+                say(session.failure() + "; recording CPU and memory only")
                 reported = True
-            if target.spawned and target.poll() is not None:
+            if session.poll() or (deadline is not None and time.monotonic() >= deadline):
                 break
-            if not target.spawned and monitor.target_gone:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-        if target.spawned and target.poll() is None:
+        if session.workflow_running:
             # Interrupted or out of time: the workflow we started stops with us, as under py-spy record.
-            say(f"stopping {' '.join(target.command)} (pid {target.pid})")
-            target.stop(grace_s=3.0)
+            say(f"stopping {' '.join(session.target.command)} (pid {session.target.pid})")
+            session.target.stop(grace_s=3.0)
     finally:
-        monitor.stop()
+        session.finish()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if phase_folder:
-            remove_phase_folder(phase_folder)
-    if target.spawned:
-        profile.ingest(ProcessEnded(target.pid, time.time(), target.exit_code))
-        profile.meta.exit_code = target.exit_code
-    profile.meta.end_time = time.time()
-    failure = None if monitor.sampling else (monitor.failure() or "no Python stacks were seen")
+    _tell(session.notices, told)
+    profile = session.profile
+    failure = None if session.sampling else (session.failure() or "no Python stacks were seen")
     if failure and not reported:
         say(failure + "; recorded CPU and memory only")
-    written = write_snapshot(profile, output)
-    say(f"wrote {written}: {profile.timeline.samples} samples over {profile.duration_s:.1f} s")
-    if target.spawned:
-        return shell_status(target.exit_code)
+    written = keep(session)
+    if written:
+        say(f"wrote {written}: {profile.timeline.samples} samples over {profile.duration_s:.1f} s")
+    elif session.path is not None:
+        return EXIT_ERROR
+    if session.spawned:
+        return shell_status(session.target.exit_code)
     return EXIT_PARTIAL if failure else 0
 
 
-def write_snapshot(profile: Profile, output: str) -> str:
-    """Save, and if the chosen place fails now (disk full, folder gone), save in the temp folder instead."""
-    try:
-        save(profile, output)
-        return output
-    except OSError as exc:
-        fallback = os.path.join(tempfile.gettempdir(), os.path.basename(output) or "gradetop.gtop")
-        save(profile, fallback)
-        say(f"cannot write {output} ({exc.strerror or exc}); saved to {fallback} instead")
-        return fallback
+def _tell(notices: list[str], told: int) -> int:
+    for line in notices[told:]:
+        say(line)
+    return len(notices)
+
+
+def keep(session: Session) -> str | None:
+    """Where the finished recording is. If streaming it failed, save it from memory: in its place, else in a
+    new file in the temp folder (never over an existing one). None when nothing could be written."""
+    if session.path is None:
+        return None
+    if session.writer is not None and session.writer.error is None:
+        return session.path
+    for candidate in (session.path, None):
+        try:
+            candidate = candidate or fallback_path(session.path)
+            save(session.profile, candidate)
+        except OSError as exc:
+            say(f"cannot write {candidate} ({exc.strerror or exc})")
+            continue
+        return candidate
+    if session.saved_path():
+        say(f"{session.path} holds the recording up to where writing failed")
+        return session.path
+    return None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-from gradetop.cli.errors import UserError
+from gradetop.cli.errors import UserError, say
+from gradetop.cli.progress import progress_bar
 from gradetop.model.report import build_report, format_report
 from gradetop.model.rules import RulesError, load_rules
 from gradetop.model.snapshot import SnapshotError, load
@@ -22,10 +24,15 @@ def add_arguments(parser) -> None:
 
 
 def load_or_fail(path: str):
+    """Load a snapshot; damage it survived is a warning line each, damage it cannot is a UserError."""
     try:
-        return load(path)
+        with progress_bar(f"reading {os.path.basename(path)}") as progress:
+            profile = load(path, progress=progress)
     except SnapshotError as exc:
         raise UserError(str(exc)) from None
+    for warning in profile.warnings:
+        say(f"warning: {warning}")
+    return profile
 
 
 def run(args) -> int:

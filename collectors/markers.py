@@ -8,12 +8,11 @@ to the model as PhaseMark records. Partial lines wait for their end.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 
 import psutil
 
+from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.model.records import PhaseMark
 from gradetop.phases import ENV
@@ -23,11 +22,7 @@ POLL_S = 0.2
 
 def new_phase_folder() -> str:
     """A folder for the markers of a command gradetop starts (pass it as GRADETOP_PHASES)."""
-    return tempfile.mkdtemp(prefix="gradetop-phases-")
-
-
-def remove_phase_folder(folder: str) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    return scratch.new_folder("workflow")
 
 
 def phase_folder_of(pid: int) -> str | None:

@@ -21,19 +21,20 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_speedscope
 from gradetop.model.records import SamplerNote
 
-ORPHAN_LIMIT_S = 10
-"""Every window is started with py-spy's own --duration of this: we end it long before, and if
-gradetop dies (killed, terminal gone) it cannot sample forever. (PR_SET_PDEATHSIG would need a
+ORPHAN_LIMIT_S = 3
+"""Every window is started with py-spy's own --duration of this: we end it long before (a window
+lasts 0.5 s, its successor attaches in well under a second even on a loaded machine), and if
+gradetop dies (killed, terminal gone) it samples at most this long for nobody. (PR_SET_PDEATHSIG would need a
 preexec_fn: 4 ms a launch, and unsafe in a threaded program.)"""
 
 START_TIMEOUT_S = 5.0
@@ -86,7 +87,7 @@ class StackSampler(Background):
         self.pid = pid
         self.emit = emit
         self.options = options or StackOptions()
-        self._tmp = tempfile.mkdtemp(prefix="gradetop-")
+        self._tmp = scratch.new_folder("windows")
         self._seq = 0
         self._seen: set[tuple[int, int]] = set()
         self._tick_s: float | None = None

@@ -6,6 +6,7 @@ it was found.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -17,6 +18,9 @@ from collections.abc import Callable
 import psutil
 
 from gradetop.model.records import OutputLine
+
+
+PR_SET_PDEATHSIG = 1
 
 
 class TargetError(Exception):
@@ -37,13 +41,17 @@ class Target:
 
     @classmethod
     def spawn(cls, command: list[str], on_output: Callable[[OutputLine], None] | None = None,
-              env: dict[str, str] | None = None, log_path: str | None = None) -> "Target":
+              env: dict[str, str] | None = None, log_path: str | None = None,
+              die_with_gradetop: bool = False) -> "Target":
         """Start `command`.
 
         With `on_output`, its stdout and stderr are captured line by line. With
         `log_path` too, they go to that file (tailed for `on_output`) and the
         command gets its own session: it can then outlive gradetop (detach, a
         dropped SSH session) without dying on a closed pipe or a hangup.
+        With `die_with_gradetop`, the kernel sends it SIGTERM if gradetop dies
+        (even by SIGKILL), as `py-spy record -- CMD` users expect; call it
+        from the main thread, before sampler threads start.
         """
         if not command:
             raise TargetError("no command given: put it after --, as in gradetop record -- python train.py")
@@ -65,6 +73,7 @@ class Target:
                 stderr=log or (subprocess.PIPE if capture else None),
                 env={**os.environ, **(env or {})},
                 start_new_session=log is not None,
+                preexec_fn=_die_with_parent if die_with_gradetop else None,
             )
         except OSError as exc:
             raise TargetError(f"cannot start {exe}: {exc.strerror or exc}") from None
@@ -121,6 +130,14 @@ class Target:
                 continue
         self.exit_code = self.popen.wait()
         return self.exit_code
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask for SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _pump(pipe, stream: str, on_output: Callable[[OutputLine], None]) -> None:

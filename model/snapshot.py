@@ -265,6 +265,7 @@ class _Reader:
         self.profile: Profile | None = None
         self.warnings: list[str] = []
         self.ended = False
+        self.torn = False
         self.gap = False
         """A damaged chunk of a growing table was skipped: later ids would be wrong, so stop there."""
 
@@ -277,7 +278,9 @@ class _Reader:
                 if self.profile is None:
                     raise SnapshotError(f"{self.path} is damaged: its header cannot be read")
                 if item.torn:
-                    self.warnings.append(f"{self.path}: the last chunk is torn (the recording was cut off); it was skipped")
+                    self.torn = True
+                    self.warnings.append(f"{self.path}: the recording was cut off: its last chunk is torn and was "
+                                         "skipped; showing what it had written")
                 else:
                     self.warnings.append(f"{self.path}: chunk {item.index} at byte {item.offset} is damaged; it was skipped")
                 continue
@@ -381,7 +384,7 @@ class _Reader:
 
     def _close(self) -> None:
         profile = self.profile
-        if not self.ended:
+        if not self.ended and not self.torn:
             self.warnings.append(f"{self.path}: the recording did not finish (gradetop was stopped before it closed "
                                  "the file); showing what it had written")
         if profile.meta.end_time is None or not math.isfinite(profile.meta.end_time):

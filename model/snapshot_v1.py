@@ -43,6 +43,9 @@ def read_v1(data: bytes, path) -> Profile:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SnapshotError(f"{path} is not a gradetop snapshot")
     version = header.get("version")
+    if isinstance(version, int) and version > 1:
+        raise SnapshotError(f"{path} was written by a newer gradetop (snapshot format {version}; this one reads "
+                            "up to 2): upgrade gradetop")
     if version != 1:
         raise SnapshotError(f"{path} is not a gradetop snapshot")
     profile = None

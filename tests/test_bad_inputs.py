@@ -129,8 +129,14 @@ def test_report_on_truncated_real_snapshot(tmp_path, no_traceback, ptrace):
         broken.write_bytes(data[:cut])
         result = gradetop("report", str(broken))
         no_traceback(result)
-        assert result.returncode == 1
-        assert "truncated" in one_line(result) or "damaged" in one_line(result)
+        # A recording cut off (SIGKILL, power cut) opens with what it holds, and says so in one line.
+        assert result.returncode == 0, result.stderr
+        assert "torn" in one_line(result)
+        assert "samples" in result.stdout
+    broken.write_bytes(data[:20])
+    result = gradetop("report", str(broken))
+    no_traceback(result)
+    assert result.returncode == 1 and "truncated" in one_line(result)
 
 
 def test_report_missing_file(tmp_path, no_traceback):

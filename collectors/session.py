@@ -1,0 +1,246 @@
+"""One monitoring session: the workflow, its samplers, its recording, and their cleanup, as one object.
+
+`record`, `run`, `attach` and `demo` all start a Session, headless or under
+the UI, and end it with `finish`; nothing of it is assembled anywhere else.
+A session owns:
+- the target (spawned or attached) and, for a spawned one, its phase-marker
+  folder and (under the UI) its output log;
+- the Profile and the Monitor that feeds it;
+- the recording: a SnapshotWriter streaming the profile to disk, flushed by
+  an Autosave thread, so that a killed gradetop leaves all but the last
+  second or two on disk;
+- cleanup: scratch files go when the workflow ends; what a workflow left
+  running still needs (its log, its marker folder) goes when it ends, swept
+  by a later gradetop (collectors.scratch).
+
+The UI reaches a running session only through this interface (state,
+pictures of the profile, locals of a thread); it never runs a collector.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gradetop.collectors import scratch
+from gradetop.collectors.autosave import Autosave
+from gradetop.collectors.markers import new_phase_folder
+from gradetop.collectors.monitor import Monitor
+from gradetop.collectors.stacks import StackOptions
+from gradetop.collectors.target import Target, TargetError, shell_status
+from gradetop.model.profile import Profile, ProfileMeta
+from gradetop.model.records import ProcessEnded
+from gradetop.model.snapshot import SnapshotWriter, save
+from gradetop.model.source import SourceState
+from gradetop.phases import ENV
+
+__all__ = ["Session", "SessionOptions", "TargetError", "default_output"]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    stacks: StackOptions = field(default_factory=StackOptions)
+    idle: bool = False
+    """Count idle samples in function times (kept in the snapshot for the views)."""
+    extra: dict = field(default_factory=dict)
+    """More options kept in the snapshot (the user's phase rules)."""
+    output: str | None = None
+    """Where the recording streams to; None: `default_output` in the current folder."""
+    save: bool = True
+    """False (--no-save): keep the recording in memory only."""
+
+
+def default_output(pid: int) -> str:
+    """`gradetop-<pid>-<time>.gtop` in the current folder, as py-spy and memray name theirs."""
+    return f"gradetop-{pid}-{time.strftime('%Y%m%d-%H%M%S')}.gtop"
+
+
+class Session:
+    live = True
+
+    def __init__(self, target: Target, options: SessionOptions, mode: str,
+                 phase_folder: str | None = None, log_path: str | None = None) -> None:
+        self.target = target
+        self.spawned = target.spawned
+        self.options = options
+        self.phase_folder = phase_folder
+        self.log_path = log_path
+        meta = ProfileMeta(rate_hz=options.stacks.rate_hz, command=target.command, target_pid=target.pid, mode=mode,
+                           options={"idle": options.idle, "native": options.stacks.native,
+                                    "blocking": options.stacks.blocking, **options.extra})
+        self.profile = Profile(meta)
+        self.monitor = Monitor(self.profile, target.pid, options.stacks, phase_folder=phase_folder)
+        verb = mode if target.spawned else "attach"
+        self.title = f"{verb}: {' '.join(target.command) or target.pid} (pid {target.pid})"
+        self.path: str | None = (options.output or default_output(target.pid)) if options.save else None
+        self.writer: SnapshotWriter | None = None
+        self.notices: list[str] = []
+        """Lines for the user (the recording could not be written, say), oldest first."""
+        self._autosave: Autosave | None = None
+        self._finished = threading.Event()
+        self._finish_lock = threading.Lock()
+        self._detached = False
+
+    # ---- making one ----------------------------------------------------------------------
+
+    @classmethod
+    def spawn(cls, command: list[str], options: SessionOptions, mode: str = "record",
+              capture_output: bool = False) -> "Session":
+        """Start `command` under gradetop. With `capture_output` (the UI), its output goes to a log
+        file that it keeps writing after a detach; without, it shares gradetop's terminal and dies
+        with gradetop."""
+        scratch.sweep()
+        # One scratch folder per workflow: its phase markers and its output log, kept while it runs.
+        folder = new_phase_folder()
+        log_path = os.path.join(folder, "output.log") if capture_output else None
+        holder: list[Profile] = []
+        early: list = []
+
+        def on_output(line) -> None:
+            # Lines can come before the profile exists; keep them until it does.
+            (holder[0].ingest(line) if holder else early.append(line))
+
+        try:
+            target = Target.spawn(command, env={ENV: folder}, on_output=on_output if capture_output else None,
+                                  log_path=log_path, die_with_gradetop=not capture_output)
+        except TargetError:
+            scratch.remove(folder)
+            raise
+        scratch.claim(folder, target.pid)
+        session = cls(target, options, mode, phase_folder=folder, log_path=log_path)
+        holder.append(session.profile)
+        for line in early:
+            session.profile.ingest(line)
+        return session
+
+    @classmethod
+    def attach(cls, pid: int, options: SessionOptions) -> "Session":
+        scratch.sweep()
+        return cls(Target.attach(pid), options, "attach")
+
+    # ---- running -------------------------------------------------------------------------
+
+    def start(self) -> "Session":
+        """Start the samplers and the recording. A recording that cannot be opened is a notice, not a stop."""
+        if self.path is not None:
+            try:
+                self.writer = SnapshotWriter(self.profile, self.path)
+            except OSError as exc:
+                self.notices.append(f"cannot write {self.path} ({exc.strerror or exc}); recording in memory only")
+            else:
+                self._autosave = Autosave(self.writer, self.notices.append).start()
+        self.monitor.start()
+        return self
+
+    def subscribe(self, on_samples: Callable[[], None]) -> None:
+        """Call `on_samples` (from the ingest thread) whenever new samples are in the model."""
+        self.monitor.on_samples = on_samples
+
+    def poll(self) -> bool:
+        """True once the workflow ended and `finish` should be called."""
+        if self._finished.is_set():
+            return False
+        if self.spawned:
+            return self.target.poll() is not None
+        return self.monitor.target_gone
+
+    def failure(self) -> str | None:
+        """Why no stacks can be read, once every sampler gave up; else None."""
+        return self.monitor.failure()
+
+    @property
+    def sampling(self) -> bool:
+        return self.monitor.sampling
+
+    def state(self) -> SourceState:
+        if self._finished.is_set():
+            if self._detached:
+                return SourceState(False, "detached", ended=True)
+            if self.spawned:
+                return SourceState(False, f"exited {shell_status(self.target.exit_code)}", ended=True)
+            return SourceState(False, "process ended", ended=True)
+        return SourceState(True, "no stacks" if self.failure() else "running")
+
+    @property
+    def writing_to(self) -> str | None:
+        """The file the recording streams to, while it does."""
+        if self.writer is None or self.writer.error is not None:
+            return None
+        return self.path
+
+    def save_copy(self, path: str) -> None:
+        """A closed snapshot of everything so far (its clock stops now), while the session goes on."""
+        save(self.profile, path, end_time=None if self._finished.is_set() else time.time())
+
+    def read_locals(self, pid: int, tid: int) -> list[tuple[str, list[tuple[str, str]]]]:
+        """(function, [(name, repr)]) for each frame of one thread, innermost last: asks py-spy now."""
+        from gradetop.collectors.dump import DumpOptions, dump
+
+        result = dump(pid, DumpOptions(watch_s=0, subprocesses=False, locals=True))
+        frames = []
+        for proc in result.processes:
+            for thread in proc.threads:
+                if thread.tid == tid:
+                    frames += [(f.function, [(str(v.get("name")), str(v.get("repr"))) for v in f.locals])
+                               for f in thread.frames if f.locals]
+        return frames
+
+    # ---- ending --------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Flush the samplers, close the recording, clean up. Blocking; safe to call twice."""
+        with self._finish_lock:
+            if self._finished.is_set():
+                return
+            self.monitor.stop()
+            if self.spawned:
+                self.target.poll()
+                self.profile.ingest(ProcessEnded(self.target.pid, time.time(), self.target.exit_code))
+                self.profile.meta.exit_code = self.target.exit_code
+            self.profile.meta.end_time = time.time()
+            if self._autosave is not None:
+                self._autosave.stop()
+                self._autosave.join()
+            if self.writer is not None:
+                problem = self.writer.close()
+                if problem:
+                    self.notices.append(problem)
+            self._clean_up()
+            self._finished.set()
+
+    def stop_workflow(self, grace_s: float = 5.0) -> None:
+        """SIGINT, then SIGTERM after a grace period; then finish. Blocking."""
+        self.target.stop(grace_s)
+        self.finish()
+
+    def detach(self) -> None:
+        """Stop watching; the workflow runs on untouched. Blocking."""
+        self._detached = True
+        self.finish()
+
+    @property
+    def workflow_running(self) -> bool:
+        return self.spawned and self.target.poll() is None
+
+    def _clean_up(self) -> None:
+        if self.workflow_running:
+            return  # its log and marker folder are still in use; a later gradetop sweeps them
+        scratch.remove(self.phase_folder)
+
+    def saved_path(self) -> str | None:
+        """Where the finished recording is, if it was written (for the closing line)."""
+        if self.path is None or self.writer is None:
+            return None
+        return self.path if os.path.exists(self.path) else None
+
+
+def fallback_path(output: str) -> str:
+    """A new file in the temp folder for a recording its own place refused (never an existing file)."""
+    stem = os.path.basename(output).removesuffix(".gtop") or "gradetop"
+    fd, path = tempfile.mkstemp(prefix=f"{stem}-", suffix=".gtop")
+    os.close(fd)
+    return path
