@@ -52,15 +52,30 @@ class GrowableArray:
         self._data[self._size : self._size + len(values)] = values
         self._size += len(values)
 
+    def frozen(self) -> "GrowableArray":
+        """The filled part as it is now, sharing the buffer: appends write past its end and splices
+        copy, so nothing done to this array later changes what the frozen one holds."""
+        copy = GrowableArray.__new__(GrowableArray)
+        copy._data = self._data[: self._size]
+        copy._size = self._size
+        return copy
+
     def splice(self, start: int, end: int, values) -> None:
-        """Replace [start, end) by `values` (no longer than it), in place: compaction reallocates nothing."""
+        """Replace [start, end) by `values` (no longer than it).
+
+        Into a new buffer, never in place: frozen views of the old one (pictures
+        the UI is drawing) must not change under them. Compaction is rare (every
+        50k rows), so the copy costs little.
+        """
         values = np.asarray(values, dtype=self._data.dtype)
         assert len(values) <= end - start, "splice only shrinks"
-        tail = self._size - end
-        self._data[start : start + len(values)] = values
-        # numpy copies through a temporary when source and destination overlap.
-        self._data[start + len(values) : start + len(values) + tail] = self._data[end : self._size]
-        self._size = start + len(values) + tail
+        size = start + len(values) + self._size - end
+        data = np.empty(max(len(self._data), 1), dtype=self._data.dtype)
+        data[:start] = self._data[:start]
+        data[start : start + len(values)] = values
+        data[start + len(values) : size] = self._data[end : self._size]
+        self._data = data
+        self._size = size
 
     def replace(self, values) -> None:
         """Set the whole content (used by compaction)."""

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -96,6 +96,32 @@ class Profile:
         """What reading this profile from a file survived (a torn last chunk, a damaged one)."""
         self._recent_active: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self.last_resource_time = 0.0
+        self.taken_at: float | None = None
+        """For a frozen picture (`freeze`), when it was taken: its clock stops there."""
+
+    def freeze(self) -> "Profile":
+        """A picture of the profile now that no later ingest can change: views are computed from it
+        without holding the lock. Columns share their buffers (appends write past a frozen view's end,
+        compaction copies), so this costs a few small copies, not the samples."""
+        with self.lock:
+            picture = Profile.__new__(Profile)
+            picture.meta = replace(self.meta)
+            picture.stacks = self.stacks.frozen()
+            picture.timeline = self.timeline.frozen()
+            picture.process_series = self.process_series.frozen()
+            picture.thread_series = self.thread_series.frozen()
+            picture.processes = {pid: replace(info) for pid, info in self.processes.items()}
+            picture.threads = dict(self.threads)  # ThreadInfo entries are replaced, never changed
+            picture.notes = list(self.notes)
+            picture.output = deque(self.output, maxlen=self.output.maxlen)
+            picture.marks = list(self.marks)
+            picture.lock = threading.RLock()
+            picture.journal = None
+            picture.warnings = list(self.warnings)
+            picture._recent_active = {}
+            picture.last_resource_time = self.last_resource_time
+            picture.taken_at = time.time()
+        return picture
 
     @property
     def frames(self):
@@ -267,8 +293,14 @@ class Profile:
 
     @property
     def duration_s(self) -> float:
-        end = self.meta.end_time if self.meta.end_time is not None else time.time()
-        return max(0.0, end - self.meta.start_time)
+        return max(0.0, self.now - self.meta.start_time)
+
+    @property
+    def now(self) -> float:
+        """The end of what this profile holds: its end, the moment a picture was taken, or now."""
+        if self.meta.end_time is not None:
+            return self.meta.end_time
+        return self.taken_at if self.taken_at is not None else time.time()
 
     @property
     def achieved_rate_hz(self) -> float:
@@ -282,7 +314,7 @@ class Profile:
         root = self.processes.get(self.meta.target_pid)
         if root is None:
             return 0.0
-        end = root.end_time or self.meta.end_time or time.time()
+        end = root.end_time or self.now
         life = end - max(self.meta.start_time, root.create_time or 0.0)
         return min(1.0, root.sampled_s / life) if life > 0 else 0.0
 

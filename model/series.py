@@ -61,6 +61,13 @@ class Series:
                 values = np.full(length, values)
             arr.extend(values)
 
+    def frozen(self) -> "Series":
+        """These readings as they are now; later appends and thinning do not change them."""
+        copy = Series({}, self.age_s, self.keep_every_s)
+        copy._cols = {name: arr.frozen() for name, arr in self._cols.items()}
+        copy._thinned_upto = copy._rows_at_last_thin = len(copy)
+        return copy
+
     def rows(self, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         if mask is None:
             return {name: arr.view().copy() for name, arr in self._cols.items()}

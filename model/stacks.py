@@ -57,6 +57,16 @@ class FrameTable:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def frozen(self) -> "FrameTable":
+        """The frames known now, for a reader that must not see later ones (read-only)."""
+        copy = FrameTable.__new__(FrameTable)
+        copy.frames = self.frames[:]
+        copy.functions = self.functions[:]
+        copy._ids, copy._function_ids = {}, {}
+        copy.function_of = self.function_of.frozen()
+        copy.line_of = self.line_of.frozen()
+        return copy
+
     def intern(self, function: str, file: str, line: int) -> int:
         key = (function, file, line)
         fid = self._ids.get(key)
@@ -99,6 +109,15 @@ class StackTable:
 
     def __len__(self) -> int:
         return len(self.parent)
+
+    def frozen(self) -> "StackTable":
+        """The trie as it is now, read-only: the nodes that later ingest adds are not in it."""
+        copy = StackTable.__new__(StackTable)
+        copy.frames = self.frames.frozen()
+        for name in ("parent", "frame", "depth", "recursive"):
+            setattr(copy, name, getattr(self, name).frozen())
+        copy._children = {}
+        return copy
 
     def intern(self, frame_ids) -> int:
         """Node id of a stack given root-first frame ids."""

@@ -96,6 +96,12 @@ class Timeline:
                 values = np.full(length, values)
             arr.extend(values)
 
+    def frozen(self) -> "Timeline":
+        """This timeline as it is now; later appends and compactions do not change it."""
+        copy = Timeline(compaction=())
+        copy._cols = {name: arr.frozen() for name, arr in self._cols.items()}
+        return copy
+
     def select(self, t0: float | None = None, t1: float | None = None, pids=None, tids=None) -> np.ndarray:
         """Boolean mask of rows with t0 <= t < t1 on the given processes/threads."""
         mask = np.ones(len(self), dtype=bool)

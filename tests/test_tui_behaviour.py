@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import re
 import time
 import unicodedata
@@ -40,20 +41,20 @@ from textual.widgets import Input, Static, Tabs
 from gradetop.model.snapshot import load
 from gradetop.model.stacks import ROOT
 from gradetop.model.views import view_data
-from gradetop.tui.app import PANELS, WINDOWS, GradetopApp, ViewReady
+from gradetop.tui.app import PANELS, WINDOWS, GradetopApp, PictureReady
 from gradetop.tui.colors import box_style
 from gradetop.tui.flame import FlameView
 from gradetop.tui.flame_panel import FlamePanel
 from gradetop.tui.processes import ProcessTable
 from gradetop.tui.screens import HelpScreen
-from gradetop.tui.sources import FileSource
+from gradetop.model.source import FileSource
 from gradetop.tui.timeline import LABEL_W, SELECTED_BG, TimelineView
 from gradetop.tui.top import SORTS, TopTable
 
 DEMO = Path(__file__).parent / "data" / "demo.gtop"
 WIDE = (160, 48)
 NARROW = (80, 24)
-WATCHED = (ViewReady, TimelineView.RangeSelected, TimelineView.RangeCleared, FlameView.Selected, Notify)
+WATCHED = (PictureReady, TimelineView.RangeSelected, TimelineView.RangeCleared, FlameView.Selected, Notify)
 
 
 @lru_cache(maxsize=1)
@@ -635,7 +636,7 @@ def test_freeze_holds_the_picture_and_unfreeze_resumes():
         assert app.frozen
         assert "FROZEN" in s.header()
         held = app.last_view
-        ready_before = len(s.messages(ViewReady))
+        ready_before = len(s.messages(PictureReady))
         await s.pilot.pause(0.5)  # Five refresh periods.
         assert app.last_view is held
         # Changing the filter while frozen does not redraw either...
@@ -643,12 +644,12 @@ def test_freeze_holds_the_picture_and_unfreeze_resumes():
         await s.pilot.pause(0.3)
         assert app.last_view is held and app.filter.pids is not None
         # ...and a picture that arrives anyway (computed before the freeze) is not applied.
-        late = copy.copy(s.messages(ViewReady)[-1])
-        late.view = view_data(demo_profile(), app.filter)
+        last = s.messages(PictureReady)[-1].picture
+        late = PictureReady(dataclasses.replace(last, view=view_data(demo_profile(), app.filter)))
         app.post_message(late)
         await s.pilot.pause(0.1)
         assert app.last_view is held
-        assert len(s.messages(ViewReady)) > ready_before  # It was delivered, and ignored.
+        assert len(s.messages(PictureReady)) > ready_before  # It was delivered, and ignored.
 
         await s.press("p")
         assert not app.frozen
@@ -663,7 +664,7 @@ def test_freeze_holds_the_picture_and_unfreeze_resumes():
 
 
 def test_a_finished_run_costs_its_phases_once(monkeypatch):
-    import gradetop.tui.app as app_module
+    import gradetop.tui.refresher as app_module
 
     calls = []
     real = app_module.cost_phases

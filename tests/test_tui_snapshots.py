@@ -23,7 +23,7 @@ import pytest
 from gradetop.model.snapshot import load
 from gradetop.tui.app import PANELS, GradetopApp
 from gradetop.tui.screens import HelpScreen
-from gradetop.tui.sources import FileSource
+from gradetop.model.source import FileSource
 from gradetop.tui.timeline import TimelineView
 
 DEMO = Path(__file__).parent / "data" / "demo.gtop"

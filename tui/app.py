@@ -1,13 +1,19 @@
-"""The gradetop app: panels over one profile, refreshed from a worker so the screen never waits.
+"""The gradetop app: panels over one source, drawn from immutable pictures.
 
-Every `refresh_s` a thread worker computes a ViewData (tree, top functions,
-processes) and a TimelineData for the current filter, then posts them; the
-widgets draw what arrives. Newer pictures replace older ones in the queue.
+One long-lived Refresher thread (tui/refresher.py) computes a Picture of the
+profile whenever samples arrive or the clock ticks, and posts it; the app
+only draws what arrives and turns keys into changes of its reactive state
+(filter, freeze, active panel, phase depth), each of which asks for a new
+picture. The app never reads the live profile and never runs a collector:
+what it needs of a running session (finish, detach, save, locals) goes
+through the source's interface (model.source.Source).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import time
 from dataclasses import replace
 
@@ -17,22 +23,21 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widgets import Footer, Log, Tab, Tabs
 
-from gradetop.model.phase_costs import cost_phases
-from gradetop.model.phase_summary import PhaseGroup, summarize
-from gradetop.model.phases import PhaseCost, PhaseLane, all_phases, phase_lanes
 from gradetop.model.rules import parse_rules
-from gradetop.model.snapshot import save
-from gradetop.model.threads import ThreadRow, thread_rows
-from gradetop.model.views import TimelineData, ViewData, ViewFilter, timeline_data, view_data
+from gradetop.model.source import Source
+from gradetop.model.views import ViewData, ViewFilter
+from gradetop.tui.flame import FlameView
 from gradetop.tui.flame_panel import FlamePanel
 from gradetop.tui.header import StatusHeader
 from gradetop.tui.phase_table import PhaseTable
 from gradetop.tui.processes import ProcessTable
+from gradetop.tui.refresher import Picture, PictureRequest, Refresher
+from gradetop.tui.screens import HelpScreen, QuitScreen
 from gradetop.tui.stack_screen import StackScreen
 from gradetop.tui.threads import ThreadTable
-from gradetop.tui.screens import HelpScreen, QuitScreen
 from gradetop.tui.timeline import TimelineView
 from gradetop.tui.top import TopTable
 
@@ -42,36 +47,19 @@ WIDE = (150, 42)
 """From this size up, every panel shows at once; below it, panels are tabs."""
 
 
-PHASES_EVERY_S = 3.0
-"""Phases are recomputed from the whole run: at most this often while it runs, and never more
-than a tenth of the time (an hour of samples takes seconds, under the lock the ingest needs)."""
-
-
-class ViewReady(Message):
+class PictureReady(Message):
     """A new picture of the profile, computed off the UI thread."""
 
-    def __init__(self, view: ViewData, timeline: TimelineData, phases: list[PhaseGroup],
-                 lanes: list[PhaseLane], threads: list[ThreadRow]) -> None:
+    def __init__(self, picture: Picture) -> None:
         super().__init__()
-        self.threads = threads
-        self.view = view
-        self.timeline = timeline
-        self.phases = phases
-        self.lanes = lanes
+        self.picture = picture
+
+    @property
+    def view(self) -> ViewData:
+        return self.picture.view
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ViewReady)
-
-
-class SamplesArrived(Message):
-    """New samples are in the model (posted from the monitor's ingest thread)."""
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, SamplesArrived)
-
-
-MIN_REDRAW_S = 0.25
-"""Samples arrive per process per window: with many processes, redraw at most this often."""
+        return isinstance(message, PictureReady)
 
 
 class GradetopApp(App):
@@ -80,42 +68,53 @@ class GradetopApp(App):
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS = [
-        Binding("q", "quit_gradetop", "Quit"),
-        Binding("s", "save", "Save"),
-        Binding("p", "freeze", "Freeze"),
-        Binding("t", "cycle_threads", "Threads"),
-        Binding("w", "cycle_window", "Window"),
-        Binding("i", "toggle_idle", "Idle"),
-        Binding("T", "lanes_per_thread", "Lanes", show=False),
-        Binding("f", "fold_phases", "Fold phases", show=False),
-        Binding("question_mark", "help", "Help"),
-        *(Binding(str(i + 1), f"panel('{name}')", name.title(), show=False) for i, name in enumerate(PANELS)),
+        Binding("q", "quit_gradetop", "Quit", tooltip="quit (a run asks whether to stop the workflow)"),
+        Binding("s", "save", "Save", tooltip="save a closed snapshot of everything so far"),
+        Binding("p", "freeze", "Freeze", tooltip="freeze the view (collection goes on)"),
+        Binding("t", "cycle_threads", "Threads", tooltip="cycle: all threads / one process / one thread"),
+        Binding("w", "cycle_window", "Window", tooltip="time window: whole run / last 10 s / 60 s / 5 min"),
+        Binding("i", "toggle_idle", "Idle", tooltip="count idle time too (wall time), or active time only"),
+        Binding("T", "lanes_per_thread", "Lanes", show=False, tooltip="timeline: one lane per thread"),
+        Binding("f", "fold_phases", "Fold phases", show=False, tooltip="timeline: fold nested phases"),
+        Binding("question_mark", "help", "Help", tooltip="this help"),
+        *(Binding(str(i + 1), f"panel('{name}')", name.title(), show=False, tooltip=f"show the {name} panel")
+          for i, name in enumerate(PANELS)),
     ]
 
-    def __init__(self, source, refresh_s: float = 1.0, save_path: str | None = None) -> None:
+    filter: reactive[ViewFilter] = reactive(ViewFilter, init=False)
+    """What flame, top and processes show: a time range, processes, threads, idle or not."""
+    frozen: reactive[bool] = reactive(False, init=False)
+    """The view stays as it is while collection goes on."""
+    active_panel: reactive[str] = reactive("flame", init=False)
+    """The panel shown (narrow) or focused (wide)."""
+    phase_depth: reactive[int] = reactive(1, init=False)
+    """Nested phase lanes shown on the timeline (0: top-level only)."""
+    lanes_by_thread: reactive[bool] = reactive(False, init=False)
+    """Timeline lanes per thread instead of per process."""
+
+    def __init__(self, source: Source, refresh_s: float = 1.0, save_path: str | None = None) -> None:
         super().__init__()
         self.source = source
         options = source.profile.meta.options
-        self.rules = parse_rules({"phase": options["phase_rules"]}) if options.get("phase_rules") else ()
+        rules = parse_rules({"phase": options["phase_rules"]}) if options.get("phase_rules") else ()
         self.refresh_s = refresh_s
         self.save_path = save_path
-        # Active time by default, as py-spy top: where the CPUs went. 'i' shows idle threads too.
-        self.filter = ViewFilter(include_idle=bool(source.profile.meta.options.get("idle", False)))
-        self.frozen = False
-        self.active_panel = "flame"
-        self.lanes_by_thread = False
-        self.last_view: ViewData | None = None
-        self._thread_choices: list[tuple[str, frozenset | None, frozenset | None]] = []
+        self.refresher = Refresher(source, lambda picture: self.post_message(PictureReady(picture)), rules,
+                                   every_s=refresh_s)
+        self.picture: Picture | None = None
         self._output_seen = 0
+        self._notices_told = 0
         self._finishing = False
-        self._last_compute = 0.0
-        self._redraw_pending = False
-        self.phase_depth = 1
-        self.stuck = 0
-        self._phases: list[PhaseCost] = []
-        self._phases_cost = 0.0
-        self._phases_at: float | None = 0.0
-        """When phases were last computed; None once the run ended and they are final."""
+        # Active time by default, as py-spy top: where the CPUs went. 'i' shows idle threads too.
+        self.set_reactive(GradetopApp.filter, ViewFilter(include_idle=bool(options.get("idle", False))))
+
+    @property
+    def last_view(self) -> ViewData | None:
+        return self.picture.view if self.picture is not None else None
+
+    @property
+    def stuck(self) -> int:
+        return self.picture.stuck if self.picture is not None else 0
 
     # ---- layout ----------------------------------------------------------------
 
@@ -138,15 +137,25 @@ class GradetopApp(App):
     def on_mount(self) -> None:
         if not self.source.live and not self.source.profile.output:
             self.query_one("#output", Log).write_line("(no output: gradetop keeps what a workflow prints when `run` starts it)")
-        monitor = getattr(self.source, "monitor", None)
-        if monitor is not None:
-            # Redraw when samples arrive, not on a clock: a clock adds up to its period to the latency.
-            monitor.on_samples = lambda: self.post_message(SamplesArrived())
+        self.source.subscribe(self.refresher.wake)
         self.source.start()
+        self.refresher.start()
+        # SIGTERM and SIGHUP (a closed terminal) end the UI as Ctrl-C does: the screen is restored,
+        # the session is finished by the caller, and the recording says where it is.
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, self.exit)
+        except (RuntimeError, NotImplementedError, ValueError):
+            pass  # not the main thread (tests): nothing to install
         self.apply_layout()
         self.query_one("#flame").focus()
-        self.set_interval(self.refresh_s, self.tick)
-        self.tick()
+        self.set_interval(min(self.refresh_s, 1.0), self.tick)
+        self.request_picture()
+
+    def on_unmount(self) -> None:
+        self.refresher.stop()
+        self.refresher.join(5.0)
 
     def on_resize(self, event) -> None:
         # This runs before the app records its new size: lay out for the size the event brings.
@@ -156,100 +165,84 @@ class GradetopApp(App):
         return self.query_one("#flame-panel" if name == "flame" else f"#{name}")
 
     def apply_layout(self, size=None) -> None:
+        """The stylesheet lays out; this only says which layout (narrow or wide) and which panel is up."""
         size = size or self.size
-        narrow = size.width < WIDE[0] or size.height < WIDE[1]
-        self.screen.set_class(narrow, "narrow")
-        active = self.active_panel
+        screen = self.screen
+        screen.set_class(size.width < WIDE[0] or size.height < WIDE[1], "narrow")
         for name in PANELS:
-            self.panel_widget(name).display = not narrow or name == active
-        self.query_one("#middle").display = not narrow or active in ("top", "phases")
-        self.query_one("#bottom").display = not narrow or active in ("timeline", "threads", "processes", "output")
-        self.query_one("#side").display = not narrow or active in ("threads", "processes", "output")
+            screen.set_class(name == self.active_panel, f"show-{name}")
 
-    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
-        name = event.tab.id.removeprefix("tab-")
-        if name != self.active_panel:
-            self.action_panel(name)
+    # ---- reactive state -----------------------------------------------------------------
 
-    def action_panel(self, name: str) -> None:
-        self.active_panel = name
+    def watch_active_panel(self, name: str) -> None:
         self.query_one(Tabs).active = f"tab-{name}"
         self.apply_layout()
         target = self.panel_widget(name)
-        (target.flame if name == "flame" else target).focus()
+        if not target.has_focus_within:
+            (target.flame if name == "flame" else target).focus()
         # A panel drawn while hidden had no width: draw it again at its size.
-        self.call_after_refresh(self.tick)
+        self.call_after_refresh(self.request_picture)
+
+    def watch_filter(self) -> None:
+        self.request_picture()
+
+    def watch_frozen(self, frozen: bool) -> None:
+        self.notify("view frozen: collection goes on (p resumes)" if frozen else "live again", timeout=2)
+        self.request_picture()
+
+    def watch_phase_depth(self) -> None:
+        self.request_picture()
+
+    def watch_lanes_by_thread(self) -> None:
+        self.request_picture()
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        self.active_panel = event.tab.id.removeprefix("tab-")
 
     def on_descendant_focus(self, event) -> None:
         # In the wide layout, focusing a panel (Tab key, mouse) makes its tab the active one.
         for name in PANELS:
             panel = self.panel_widget(name)
             if event.widget is panel or panel in event.widget.ancestors:
-                if name != self.active_panel:
-                    self.active_panel = name
-                    self.query_one(Tabs).active = f"tab-{name}"
+                self.active_panel = name
                 break
 
-    # ---- refresh ------------------------------------------------------------------
+    # ---- pictures -------------------------------------------------------------------------
 
-    def on_samples_arrived(self, message: SamplesArrived) -> None:
-        wait = MIN_REDRAW_S - (time.monotonic() - self._last_compute)
-        if wait <= 0:
-            self.tick()
-        elif not self._redraw_pending:
-            self._redraw_pending = True
-            self.set_timer(wait, self._pending_redraw)
-
-    def _pending_redraw(self) -> None:
-        self._redraw_pending = False
-        self.tick()
+    def request_picture(self) -> None:
+        """Ask the refresher for a picture of the current state (none while frozen)."""
+        try:
+            bins = self.query_one(TimelineView).bins_wanted
+        except NoMatches:
+            return  # the app is closing
+        self.refresher.request(None if self.frozen else PictureRequest(
+            self.filter, bins, self.lanes_by_thread, self.phase_depth))
 
     def tick(self) -> None:
-        try:
-            self._tick()
-        except NoMatches:
-            pass  # a timer that fires while the app closes: its widgets are gone
-
-    def _tick(self) -> None:
-        self._last_compute = time.monotonic()
+        """The clock (and tests): notice the end of the workflow, tell new notices, ask for a picture."""
         if self.source.poll() and not self._finishing:
             self._finishing = True
             self.finish_source()
-        self.pull_output()
-        if not self.frozen:
-            self.compute_view(self.filter, self.query_one(TimelineView).bins_wanted, self.lanes_by_thread)
-        self.update_header()
+        notices = self.source.notices
+        for line in notices[self._notices_told:]:
+            self.notify(line, severity="warning", timeout=8)
+        self._notices_told = len(notices)
+        self.request_picture()
 
-    @work(thread=True, exclusive=True, group="view")
-    def compute_view(self, flt: ViewFilter, bins: int, by_thread: bool) -> None:
-        profile = self.source.profile
-        view = view_data(profile, flt)
-        timeline = timeline_data(profile, bins, by_thread=by_thread)
-        ended = self.source.state().ended
-        # While the run goes on, every few seconds; once it ended, once more and then never again.
-        every = max(PHASES_EVERY_S, 10 * self._phases_cost)
-        if self._phases_at is not None and (ended or time.monotonic() - self._phases_at >= every):
-            began = time.monotonic()
-            self._phases = cost_phases(profile, all_phases(profile, self.rules))
-            self._phases_cost = time.monotonic() - began
-            self._phases_at = None if ended else time.monotonic()
-        phases = [c.phase for c in self._phases]
-        groups = summarize(self._phases, profile.duration_s)
-        lanes = phase_lanes(phases, timeline.t0, timeline.t1, timeline.bins, self.phase_depth)
-        self.post_message(ViewReady(view, timeline, groups, lanes, thread_rows(profile)))
-
-    def on_view_ready(self, message: ViewReady) -> None:
-        if self.frozen:
-            return
-        self.last_view = message.view
-        self.stuck = sum(r.stuck for r in message.threads)
+    def on_picture_ready(self, message: PictureReady) -> None:
+        picture = message.picture
+        if self.frozen or picture.request.filter != self.filter and self.picture is not None \
+                and self.picture.request.filter == self.filter:
+            return  # frozen, or late: the screen already shows a picture of the current filter
+        self.picture = picture
         try:
-            self.query_one(FlamePanel).show(message.view)
-            self.query_one(TopTable).show(message.view)
-            self.query_one(ProcessTable).show(message.view.processes)
-            self.query_one(TimelineView).show(message.timeline, message.lanes)
-            self.query_one(PhaseTable).show(message.phases)
-            self.query_one(ThreadTable).show(message.threads)
+            self.query_one(FlamePanel).show(picture.view)
+            self.query_one(TopTable).show(picture.view)
+            self.query_one(ProcessTable).show(picture.view.processes)
+            self.query_one(TimelineView).show(picture.timeline, picture.lanes)
+            self.query_one(PhaseTable).show(picture.phases)
+            self.query_one(ThreadTable).show(picture.threads)
+            self.show_output(picture)
         except NoMatches:
             return  # a picture that arrives while the app closes has nowhere to go
         self.update_header()
@@ -261,13 +254,15 @@ class GradetopApp(App):
 
     def on_source_finished(self) -> None:
         state = self.source.state()
-        self.notify(f"workflow {state.label}: this is the final picture (q quits, s saves)", timeout=6)
+        saved = f"; the recording is in {self.source.writing_to or self.source.path}" \
+            if getattr(self.source, "path", None) and self.source.live else ""
+        self.notify(f"workflow {state.label}: this is the final picture (q quits, s saves){saved}", timeout=6)
         self.tick()
 
-    def pull_output(self) -> None:
-        output = self.source.profile.output
-        lines = list(output)
-        new = len(lines) - self._output_seen if len(lines) < output.maxlen else None
+    def show_output(self, picture: Picture) -> None:
+        lines = picture.output
+        maxlen = self.source.profile.output.maxlen
+        new = len(lines) - self._output_seen if len(lines) < maxlen else None
         log = self.query_one("#output", Log)
         if new is None:
             # The bounded buffer rolled over: show its tail.
@@ -279,49 +274,39 @@ class GradetopApp(App):
             self._output_seen = len(lines)
 
     def update_header(self) -> None:
-        profile = self.source.profile
-        meta = profile.meta
-        view = self.last_view
-        state = self.source.state()
-        rate = profile.achieved_rate_hz
-        expected = int(sum(p.sampled_s for p in profile.processes.values()) * meta.rate_hz)
-        ticks = sum(p.ticks for p in profile.processes.values())
+        picture = self.picture
+        if picture is None:
+            return
+        status = picture.status
+        filter_text = picture.view.filter.describe()
         self.query_one(StatusHeader).show(
             title=self.source.title,
-            elapsed=profile.duration_s,
-            rate=rate,
-            asked=meta.rate_hz,
-            samples=profile.timeline.samples,
-            dropped=max(0, expected - ticks) if expected > ticks * 1.02 else 0,
-            state=state.label,
+            elapsed=status.elapsed,
+            rate=status.rate,
+            asked=status.asked,
+            samples=status.samples,
+            dropped=status.dropped,
+            state=status.state.label,
             frozen=self.frozen,
-            filter_text=(view.filter if view else self.filter).describe(),
-            alert=f"{self.stuck} STUCK THREAD{'S' if self.stuck > 1 else ''} (5)" if self.stuck else "",
+            filter_text=filter_text,
+            alert=f"{picture.stuck} STUCK THREAD{'S' if picture.stuck > 1 else ''} (5)" if picture.stuck else "",
+            writing_to=status.writing_to,
         )
 
     def set_filter(self, **changes) -> None:
         self.filter = replace(self.filter, **changes)
-        self.tick()
 
     # ---- actions ------------------------------------------------------------------------
 
+    def action_panel(self, name: str) -> None:
+        self.active_panel = name
+
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
-        self.notify("view frozen: collection goes on (p resumes)" if self.frozen else "live again", timeout=2)
-        self.tick()
+        self.update_header()
 
     def action_cycle_threads(self) -> None:
-        profile = self.source.profile
-        with profile.lock:
-            choices = [("all threads", None, None)]
-            for pid in sorted(profile.processes):
-                threads = sorted(t for (p, t) in profile.threads if p == pid)
-                if not threads:
-                    continue
-                choices.append((f"process {pid}", frozenset([pid]), None))
-                for tid in threads:
-                    name = profile.threads[(pid, tid)].name
-                    choices.append((f"thread {tid} {name}", frozenset([pid]), frozenset([tid])))
+        choices = self.picture.thread_choices if self.picture else (("all threads", None, None),)
         current = (self.filter.pids, self.filter.tids)
         index = next((i for i, c in enumerate(choices) if (c[1], c[2]) == current), 0)
         label, pids, tids = choices[(index + 1) % len(choices)]
@@ -337,7 +322,6 @@ class GradetopApp(App):
     def action_fold_phases(self) -> None:
         self.phase_depth = 0 if self.phase_depth else 1
         self.notify("nested phases shown" if self.phase_depth else "top-level phases only", timeout=1.5)
-        self.tick()
 
     def on_phase_table_chosen(self, message: PhaseTable.Chosen) -> None:
         group = message.group
@@ -345,13 +329,13 @@ class GradetopApp(App):
         tids = frozenset(tid for _, tid in group.threads)
         self.notify(f"flame and top show phase {group.kind}", timeout=2)
         self.set_filter(t0=group.first_start, t1=group.last_end, pids=pids, tids=tids, last_s=None)
-        self.action_panel("flame")
+        self.active_panel = "flame"
 
     def on_thread_table_opened(self, message: ThreadTable.Opened) -> None:
-        profile = self.source.profile
-        with profile.lock:
-            frames = profile.stacks.frames_of(message.row.node)
-        self.push_screen(StackScreen(message.row, frames, live=self.source.live and not self.source.state().ended))
+        view = self.last_view
+        frames = view.tree.stacks.frames_of(message.row.node) if view is not None else []
+        live = self.source.live and not self.source.state().ended
+        self.push_screen(StackScreen(message.row, frames, self.source.read_locals if live else None))
 
     def action_toggle_idle(self) -> None:
         idle = not self.filter.include_idle
@@ -360,7 +344,6 @@ class GradetopApp(App):
 
     def action_lanes_per_thread(self) -> None:
         self.lanes_by_thread = not self.lanes_by_thread
-        self.tick()
 
     def on_timeline_view_range_selected(self, message: TimelineView.RangeSelected) -> None:
         self.notify(f"flame and top show {message.t1 - message.t0:.1f} s of the run", timeout=2)
@@ -370,7 +353,12 @@ class GradetopApp(App):
         self.set_filter(t0=None, t1=None, pids=None, tids=None)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        panels = [("flame", FlameView.BINDINGS + FlamePanel.BINDINGS), ("top", TopTable.BINDINGS),
+                  ("timeline", TimelineView.BINDINGS), ("phases", PhaseTable.BINDINGS),
+                  ("threads", ThreadTable.BINDINGS + StackScreen.BINDINGS)]
+        everywhere = [b for b in self.BINDINGS if not b.action.startswith("panel(")]
+        everywhere.insert(0, Binding("1,2,3,4,5,6,7", "panel", "", tooltip=", ".join(PANELS)))
+        self.push_screen(HelpScreen([("everywhere", everywhere), *panels]))
 
     def action_save(self) -> None:
         profile = self.source.profile
@@ -380,7 +368,7 @@ class GradetopApp(App):
     @work(thread=True, group="save")
     def save_snapshot(self, path: str) -> None:
         try:
-            save(self.source.profile, path)
+            self.source.save_copy(path)
         except OSError as exc:
             self.call_from_thread(self.notify, f"cannot save {path}: {exc.strerror or exc}", severity="error")
             return

@@ -82,12 +82,12 @@ class FlameView(ScrollView, can_focus=True):
     """Icicle of the tree; arrows move, Enter zooms, Esc zooms out, / searches."""
 
     BINDINGS = [
-        Binding("left,h", "move(-1)", "Left", show=False),
-        Binding("right,l", "move(1)", "Right", show=False),
-        Binding("up,k", "up", "Caller", show=False),
-        Binding("down,j", "down", "Callee", show=False),
-        Binding("enter", "zoom_in", "Zoom"),
-        Binding("escape,backspace", "zoom_out", "Zoom out"),
+        Binding("left,h", "move(-1)", "Left", show=False, tooltip="previous sibling"),
+        Binding("right,l", "move(1)", "Right", show=False, tooltip="next sibling"),
+        Binding("up,k", "up", "Caller", show=False, tooltip="caller"),
+        Binding("down,j", "down", "Callee", show=False, tooltip="callee"),
+        Binding("enter", "zoom_in", "Zoom", tooltip="zoom into the selected frame"),
+        Binding("escape,backspace", "zoom_out", "Zoom out", tooltip="zoom out"),
     ]
 
     class Selected(Message):

@@ -34,7 +34,7 @@ def search_share(view: ViewData, text: str) -> tuple[int, float]:
 
 
 class FlamePanel(Vertical):
-    BINDINGS = [Binding("slash", "search", "Search")]
+    BINDINGS = [Binding("slash", "search", "Search", tooltip="search functions (Enter keeps, Esc clears)")]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

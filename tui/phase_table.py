@@ -11,7 +11,7 @@ from gradetop.tui.format import seconds, size
 
 
 class PhaseTable(DataTable):
-    BINDINGS = [Binding("enter", "choose", "Show in flame")]
+    BINDINGS = [Binding("enter", "choose", "Show in flame", tooltip="show the phase in flame and top")]
 
     class Chosen(Message):
         """The user asked to see one phase type: its time span on its processes."""

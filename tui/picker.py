@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
-import psutil
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
 from gradetop.tui.format import size
-
-
-def python_processes() -> list[dict]:
-    """Python processes other than gradetop itself, busiest first."""
-    me = os.getpid()
-    found = []
-    for proc in psutil.process_iter(["pid", "name", "cmdline", "num_threads", "memory_info", "exe"]):
-        info = proc.info
-        if info["pid"] == me:
-            continue
-        cmdline = info["cmdline"] or []
-        exe = os.path.basename(info["exe"] or "")
-        if not (exe.startswith("python") or (info["name"] or "").startswith("python")):
-            continue
-        if any("gradetop" in part and "demo" not in part for part in cmdline[1:3]):
-            continue
-        try:
-            cpu = proc.cpu_percent(interval=None)
-        except psutil.Error:
-            cpu = 0.0
-        found.append({
-            "pid": info["pid"],
-            "command": " ".join(cmdline) or info["name"],
-            "cpu": cpu,
-            "rss": info["memory_info"].rss if info["memory_info"] else 0,
-            "threads": info["num_threads"] or 0,
-        })
-    return sorted(found, key=lambda p: (-p["cpu"], -p["rss"]))
 
 
 class PickerApp(App[int]):
@@ -49,8 +20,10 @@ class PickerApp(App[int]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "choose", "Attach", priority=True)]
 
-    def __init__(self) -> None:
+    def __init__(self, list_processes: Callable[[], list[dict]]) -> None:
         super().__init__()
+        self.list_processes = list_processes
+        """Scans the machine (collectors.processes.python_processes): the picker itself never does."""
         self.processes: list[dict] = []
 
     def compose(self) -> ComposeResult:
@@ -63,13 +36,13 @@ class PickerApp(App[int]):
         table = self.query_one(DataTable)
         for label, width in (("PID", 8), ("CPU%", 6), ("RSS", 8), ("Thr", 4), ("Command", None)):
             table.add_column(label, width=width)
-        self.processes = python_processes()
+        self.processes = self.list_processes()
         self.fill("")
         self.query_one(Input).focus()
         self.set_interval(2.0, self.reload)
 
     def reload(self) -> None:
-        self.processes = python_processes()
+        self.processes = self.list_processes()
         self.fill(self.query_one(Input).value)
 
     def fill(self, text: str) -> None:

@@ -8,35 +8,35 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-HELP = """\
-[b]gradetop[/b] — keys (the footer shows those of the focused view)
+def key_names(binding: Binding) -> str:
+    """'left,h' -> '← h': how the keys of a binding read in the help."""
+    names = {"left": "←", "right": "→", "up": "↑", "down": "↓", "question_mark": "?", "slash": "/",
+             "escape": "Esc", "enter": "Enter", "space": "Space", "backspace": "Backspace"}
+    return " ".join(names.get(k, k.replace("shift+", "Shift+")) for k in binding.key.split(","))
 
-[b]everywhere[/b]
-  1-7 / Tab   flame, top, timeline, phases, threads, processes, output
-  t           cycle: all threads merged / one process / one thread
-  w           time window: whole run / last 10 s / 60 s / 5 min
-  i           count idle time too (wall time), or active time only
-  p           freeze the view (collection goes on)
-  s           save a snapshot now
-  q           quit (a run asks whether to stop the workflow)
-  ?           this help
 
-[b]flame[/b]     ←→ siblings  ↑ caller  ↓ callee  Enter zoom  Esc zoom out  / search
-[b]top[/b]       ↑↓ move  o cycle sort (own / total / name), or click a header
-[b]timeline[/b]  ←→ cursor (Shift: ×10)  Space mark range start/end  Esc clear
-            T  one lane per thread  f  fold nested phases; a range filters flame and top
-[b]phases[/b]    ↑↓ move  Enter show the phase in flame and top (Esc in the timeline clears)
-[b]threads[/b]   stuck threads first (red; the header counts them)  Enter full stack, l locals
-"""
+def help_text(sections: list[tuple[str, list[Binding]]]) -> str:
+    """The help, written from the bindings themselves, so that it cannot drift from the keys."""
+    lines = ["[b]gradetop[/b] — keys (the footer shows those of the focused view)", ""]
+    for title, bindings in sections:
+        lines.append(f"[b]{title}[/b]")
+        for binding in bindings:
+            lines.append(f"  {key_names(binding):<16} {binding.tooltip or binding.description}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
+    def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
             yield Static("[dim]Esc to close; arrows scroll[/dim]")
-            yield Static(HELP, id="help-text")
+            yield Static(help_text(self.sections), id="help-text")
 
 
 class QuitScreen(ModalScreen[str]):

@@ -1,6 +1,8 @@
-"""One thread's whole stack, innermost last, with its wait; 'l' asks py-spy for its locals."""
+"""One thread's whole stack, innermost last, with its wait; 'l' asks the live session for its locals."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from textual import work
 from textual.app import ComposeResult
@@ -14,13 +16,16 @@ from gradetop.model.threads import ThreadRow
 
 
 class StackScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close"), Binding("l", "locals", "Locals")]
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close", tooltip="close the stack"),
+                Binding("l", "locals", "Locals", tooltip="its local variables (asks the live process)")]
 
-    def __init__(self, row: ThreadRow, frames, live: bool) -> None:
+    def __init__(self, row: ThreadRow, frames, read_locals: Callable[[int, int], list] | None) -> None:
         super().__init__()
         self.row = row
         self.frames = frames
-        self.live = live
+        self.read_locals_of = read_locals
+        """The session's `read_locals(pid, tid)` while the workflow runs; None for a file or an ended run."""
+        self.live = read_locals is not None
 
     def compose(self) -> ComposeResult:
         r = self.row
@@ -43,21 +48,14 @@ class StackScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True)
     def read_locals(self) -> None:
-        from gradetop.collectors.dump import DumpError, DumpOptions, dump
-
         try:
-            result = dump(self.row.pid, DumpOptions(watch_s=0, subprocesses=False, locals=True))
-        except DumpError as exc:
+            frames = self.read_locals_of(self.row.pid, self.row.tid)
+        except Exception as exc:  # whatever the session says went wrong, the screen shows one line
             self.app.call_from_thread(self.query_one("#stack-locals", Static).update, f"[red]{exc}[/red]")
             return
         lines = []
-        for proc in result.processes:
-            for thread in proc.threads:
-                if thread.tid != self.row.tid:
-                    continue
-                for frame in thread.frames:
-                    if frame.locals:
-                        lines.append(f"  [b]{frame.function}[/b]")
-                        lines += [f"    {v.get('name')} = {str(v.get('repr'))[:200]}" for v in frame.locals]
+        for function, variables in frames:
+            lines.append(f"  [b]{function}[/b]")
+            lines += [f"    {name} = {value[:200]}" for name, value in variables]
         text = "\n".join(lines) or "[dim]no local variables (or the thread is gone)[/dim]"
         self.app.call_from_thread(self.query_one("#stack-locals", Static).update, text)

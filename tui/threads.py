@@ -17,7 +17,7 @@ STUCK = "bold white on #af0000"
 
 
 class ThreadTable(DataTable):
-    BINDINGS = [Binding("enter", "open", "Stack")]
+    BINDINGS = [Binding("enter", "open", "Stack", tooltip="the thread's whole stack (stuck threads come first)")]
 
     class Opened(Message):
         def __init__(self, row: ThreadRow) -> None:

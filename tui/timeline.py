@@ -56,14 +56,14 @@ def sparkline(values: np.ndarray | None, top: float) -> str:
 
 class TimelineView(ScrollView, can_focus=True):
     BINDINGS = [
-        Binding("left", "cursor(-1)", "Earlier", show=False),
-        Binding("right", "cursor(1)", "Later", show=False),
-        Binding("shift+left", "cursor(-10)", show=False),
-        Binding("shift+right", "cursor(10)", show=False),
-        Binding("home", "cursor_to(0)", show=False),
-        Binding("end", "cursor_to(-1)", show=False),
-        Binding("space", "mark", "Mark range"),
-        Binding("escape", "clear_range", "Clear range"),
+        Binding("left", "cursor(-1)", "Earlier", show=False, tooltip="cursor earlier"),
+        Binding("right", "cursor(1)", "Later", show=False, tooltip="cursor later"),
+        Binding("shift+left", "cursor(-10)", show=False, tooltip="cursor 10 steps earlier"),
+        Binding("shift+right", "cursor(10)", show=False, tooltip="cursor 10 steps later"),
+        Binding("home", "cursor_to(0)", show=False, tooltip="cursor to the start"),
+        Binding("end", "cursor_to(-1)", show=False, tooltip="cursor to the end"),
+        Binding("space", "mark", "Mark range", tooltip="mark range start / end: the range filters flame and top"),
+        Binding("escape", "clear_range", "Clear range", tooltip="clear the range"),
     ]
 
     class RangeSelected(Message):

@@ -15,7 +15,7 @@ ROWS_SHOWN = 200
 
 
 class TopTable(DataTable):
-    BINDINGS = [Binding("o", "cycle_sort", "Sort")]
+    BINDINGS = [Binding("o", "cycle_sort", "Sort", tooltip="cycle sort: own / total / name (or click a header)")]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
