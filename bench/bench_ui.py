@@ -21,9 +21,10 @@ from gradetop.collectors.stacks import StackOptions
 from gradetop.model.profile import Profile
 from gradetop.model.records import StackBatch, ThreadSamples
 from gradetop.model.views import ViewFilter, view_data
-from gradetop.tui.app import GradetopApp, ViewReady
+from gradetop.tui.app import GradetopApp, PictureReady
 from gradetop.tui.flame import FlameView
-from gradetop.tui.sources import FileSource, LiveSource
+from gradetop.collectors.session import Session, SessionOptions
+from gradetop.model.source import FileSource
 
 
 def big_profile(nodes_wanted: int = 20_000, seed: int = 0) -> Profile:
@@ -81,12 +82,12 @@ async def flame_frame_ms(profile: Profile, size: tuple[int, int], rounds: int) -
 async def latency(seconds: float) -> dict[str, float]:
     """Age of the newest and of the oldest-new sample when a picture reaches the screen."""
     workload = [sys.executable, "-c", "import time\nwhile True:\n    sum(range(10000))"]
-    source = LiveSource.spawn(workload, StackOptions(), mode="run")
+    source = Session.spawn(workload, SessionOptions(StackOptions(), save=False), mode="run", capture_output=True)
     newest_age, oldest_age = [], []
     seen_until = [0.0]
 
     def hook(message) -> None:
-        if isinstance(message, ViewReady) and message.view.span is not None:
+        if isinstance(message, PictureReady) and message.view.span is not None:
             now = time.time()
             newest = message.view.span[1]
             if seen_until[0]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gradetop.collectors.stacks import StackOptions
 from gradetop.tui.app import GradetopApp
-from gradetop.tui.sources import LiveSource
+from gradetop.collectors.session import Session, SessionOptions
 
 HERE = Path(__file__).parent
 DEMO = [sys.executable, "-m", "gradetop.demo"]
@@ -24,7 +24,7 @@ SHOTS_80 = [("1", "flame-80x24"), ("2", "top-80x24"), ("3", "timeline-80x24"), (
 
 
 async def shoot(size: tuple[int, int], keys: list[tuple[str, str]], wait_s: float) -> None:
-    source = LiveSource.spawn(DEMO, StackOptions(), mode="demo")
+    source = Session.spawn(DEMO, SessionOptions(StackOptions(), save=False), mode="demo", capture_output=True)
     app = GradetopApp(source, refresh_s=0.5)
     try:
         async with app.run_test(size=size) as pilot:
