@@ -22,8 +22,7 @@ import numpy as np
 
 from gradetop.model.profile import Profile
 from gradetop.model.rules import BUILTIN_RULES, Rule, rule_of_frames
-from gradetop.model.stacks import ROOT
-from gradetop.model.views import ancestor_at
+from gradetop.model.stacks import functions_at
 
 AUTO_MIN_S = 1.0
 """Automatic phases shorter than this (or 2% of the thread's life, if longer) are noise."""
@@ -221,13 +220,9 @@ def _segment(profile, out, idx, pid, tid, min_s, levels, depth, prefix, from_lev
     t0 = float(t[0] - w[0] / 2)
     bins = np.floor((t - t0) / bin_s).astype(np.int64)
     deepest = int(stacks.depth.view()[np.unique(nodes)].max(initial=0))
-    function_of = profile.frames.function_of.view()
-    frame = stacks.frame.view()
-    depth_of = stacks.depth.view()
     for level in range(from_level, deepest + 1):
-        anchors = ancestor_at(stacks, nodes, level)
         # By function: the same function running on two lines is one stretch.
-        funcs = np.where((anchors > ROOT) & (depth_of[anchors] == level), function_of[np.maximum(frame[anchors], 0)], -1)
+        funcs = functions_at(stacks, nodes, level)
         codes, inverse = np.unique(funcs, return_inverse=True)
         if len(codes) < 2:
             continue
