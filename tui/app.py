@@ -19,9 +19,10 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Footer, Log, Tab, Tabs
 
+from gradetop.model.lanes import PhaseLane, phase_lanes
 from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phase_summary import PhaseGroup, summarize
-from gradetop.model.phases import PhaseCost, PhaseLane, all_phases, phase_lanes
+from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.rules import parse_rules
 from gradetop.model.snapshot import save
 from gradetop.model.threads import ThreadRow, thread_rows
