@@ -3,6 +3,9 @@
 Counters are stored cumulative, as the kernel gives them, so any time window's
 usage is a difference of two interpolated values and nothing is lost when old
 readings are thinned out.
+
+Must never interpolate or derive usage itself (the readers of a window do),
+nor import textual or rich.
 """
 
 from __future__ import annotations

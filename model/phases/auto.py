@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradetop.model.phases.threads import thread_rows
+from gradetop.model.phases.slices import thread_slices
 from gradetop.model.phases.types import Phase
 from gradetop.model.profile import Profile
 from gradetop.model.stacks import functions_at
@@ -26,8 +26,8 @@ def auto_phases(profile: Profile, min_s: float = AUTO_MIN_S, levels: int = 2) ->
     """Each busy thread's timeline cut into lasting stretches of one frame, at the shallowest depth that has them."""
     tl = profile.timeline
     phases: list[Phase] = []
-    for rows in thread_rows(tl):
-        idx, pid, tid = rows.idx, rows.pid, rows.tid
+    for one in thread_slices(tl):
+        idx, pid, tid = one.idx, one.pid, one.tid
         if len(idx) < 4:
             continue
         active = float(tl.active[idx].sum())

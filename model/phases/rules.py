@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradetop.model.phases.threads import ThreadRows, thread_rows
+from gradetop.model.phases.slices import ThreadSlice, thread_slices
 from gradetop.model.phases.types import Phase
 from gradetop.model.profile import Profile
 from gradetop.model.rules import BUILTIN_RULES, Rule, rule_of_frames
@@ -31,9 +31,9 @@ def rule_phases(profile: Profile, rules: tuple[Rule, ...] = BUILTIN_RULES) -> li
     if not any(paths):
         return []
     phases: list[Phase] = []
-    for rows in thread_rows(profile.timeline, single_only=True):
-        labels = [paths[int(s)] for s in profile.timeline.stack[rows.idx]]
-        _RuleCut(rules, rows, labels, phases).runs(0, len(labels), level=0, prefix=())
+    for thread in thread_slices(profile.timeline, single_only=True):
+        labels = [paths[int(s)] for s in profile.timeline.stack[thread.idx]]
+        _RuleCut(rules, thread, labels, phases).runs(0, len(labels), level=0, prefix=())
     return phases
 
 
@@ -56,13 +56,13 @@ class _RuleCut:
     """One thread's samples with the rules each matched (`labels`, outermost first); phases go to `out`."""
 
     rules: tuple[Rule, ...]
-    rows: ThreadRows
+    thread: ThreadSlice
     labels: list[tuple[int, ...]]
     out: list[Phase]
 
     def runs(self, lo: int, hi: int, level: int, prefix: tuple[int, ...]) -> None:
         """Contiguous runs of one rule at `level` in samples [lo, hi) become phases; each run is cut at the next level."""
-        t, w = self.rows.t, self.rows.w
+        t, w = self.thread.t, self.thread.w
         current, start_i = None, lo
         last_t = None
         for i in range(lo, hi):
@@ -79,9 +79,9 @@ class _RuleCut:
             self.close(current, start_i, hi, level, prefix)
 
     def close(self, rule: int, i0: int, i1: int, level: int, prefix: tuple[int, ...]) -> None:
-        t, w = self.rows.t, self.rows.w
+        t, w = self.thread.t, self.thread.w
         start = float(t[i0] - w[i0] / 2)
         end = float(t[i1 - 1] + w[i1 - 1] / 2)
         names = [self.rules[r].name for r in prefix + (rule,)]
-        self.out.append(Phase(names[-1], "/".join(names), "rule", self.rows.pid, self.rows.tid, start, end, level))
+        self.out.append(Phase(names[-1], "/".join(names), "rule", self.thread.pid, self.thread.tid, start, end, level))
         self.runs(i0, i1, level + 1, prefix + (rule,))

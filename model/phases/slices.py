@@ -15,7 +15,7 @@ from gradetop.model.timeline import Timeline
 
 
 @dataclass(frozen=True)
-class ThreadRows:
+class ThreadSlice:
     """Rows `idx` of the timeline that belong to one thread, sorted by time, with their times and weights."""
 
     pid: int
@@ -26,7 +26,7 @@ class ThreadRows:
     """As the timeline stores them (float32): rule edges are computed in that precision."""
 
 
-def thread_rows(tl: Timeline, single_only: bool = False) -> Iterator[ThreadRows]:
+def thread_slices(tl: Timeline, single_only: bool = False) -> Iterator[ThreadSlice]:
     """Each (pid, tid) of the timeline in order; `single_only` skips compacted buckets (n > 1)."""
     if len(tl) == 0:
         return
@@ -34,4 +34,4 @@ def thread_rows(tl: Timeline, single_only: bool = False) -> Iterator[ThreadRows]
     for pid, tid in np.unique(np.stack([tl.pid, tl.tid], axis=1), axis=0):
         idx = np.flatnonzero((tl.pid == pid) & (tl.tid == tid) & keep)
         idx = idx[np.argsort(tl.t[idx], kind="stable")]
-        yield ThreadRows(int(pid), int(tid), idx, tl.t[idx], tl.w[idx])
+        yield ThreadSlice(int(pid), int(tid), idx, tl.t[idx], tl.w[idx])
