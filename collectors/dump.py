@@ -3,9 +3,10 @@
 Each round dumps the root and each live child by PID (py-spy's -s ignores
 children in dump: PYSPY.md), all at once. Per thread the collector keeps
 when its current stack was first seen, whether py-spy ever saw it active and
-how much CPU the kernel gave it; `model.waits` judges those facts. Per
-process it keeps psutil's view: CPU time, zombies (with the exit status the
-kernel still holds for them), children that vanished.
+how much CPU the kernel gave it (collectors.procfs). Per process it keeps
+psutil's view: CPU time, zombies (with the exit status the kernel still
+holds for them), children that vanished. `model.stuck` judges those facts
+into the records of `model.dump_report` (re-exported here for callers).
 
 Measured on our 2-core machine (shared with other jobs, so wall times vary
 2-5x; py-spy's own CPU time is the steady number):
@@ -32,15 +33,14 @@ Measured on our 2-core machine (shared with other jobs, so wall times vary
   blocking dump a deadlocked thread waited 15-40 ms for a CPU just to go
   back to sleep.
 
-Never imports textual or rich.
+Must never judge what it measured (model.stuck does), nor import textual
+or rich.
 """
 
 from __future__ import annotations
 
 import json
-import linecache
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -48,8 +48,13 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from gradetop.collectors.procfs import source_line, thread_cpu_s, zombie_exit
 from gradetop.collectors.pyspy import PySpyMissing, explain_failure, find_pyspy
-from gradetop.model.waits import Frame, judge
+from gradetop.model.dump_report import DumpResult, FrameReport, ProcessReport, ThreadReport
+from gradetop.model.stuck import ProcessFacts, ThreadFacts, exit_words, judge_processes, judge_thread
+from gradetop.model.waits import Frame
+
+__all__ = ["DumpError", "DumpOptions", "DumpResult", "FrameReport", "ProcessReport", "ThreadReport", "dump"]
 
 MIN_INTERVAL_S = 0.25
 COST_FACTOR = 10.0
@@ -58,11 +63,6 @@ RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4)
 """A young interpreter is not readable at once (PYSPY.md): retry before saying 'not Python'."""
 GIVE_UP_AFTER = len(RETRY_DELAYS_S) + 1
 DUMP_TIMEOUT_S = 15.0
-IDLE_CPU_FRACTION = 0.01
-"""A thread (or process) that got less CPU than this share of the watch did not run."""
-IDLE_CPU_FLOOR_S = 0.002
-PARENT_WAITS = frozenset({"process join/wait", "pool result wait"})
-"""A parent stuck in one of these is waiting on its children."""
 
 
 class DumpError(Exception):
@@ -79,121 +79,6 @@ class DumpOptions:
     subprocesses: bool = True
     native: bool = False
     locals: bool = False
-
-
-@dataclass
-class FrameReport:
-    function: str
-    file: str
-    line: int
-    short_file: str = ""
-    native: bool = False
-    locals: list[dict] | None = None
-    """[{name, repr, arg}] with --locals; arguments first, as py-spy gives them."""
-
-    def to_json(self) -> dict:
-        out = {"function": self.function, "file": self.file, "line": self.line, "native": self.native}
-        if self.locals is not None:
-            out["locals"] = self.locals
-        return out
-
-
-@dataclass
-class ThreadReport:
-    tid: int
-    name: str
-    state: str
-    """'running' (active), 'holding GIL' (idle but holding it: every other thread waits), or 'idle'."""
-    active: bool
-    owns_gil: bool
-    unchanged_s: float
-    stuck: bool
-    wait_reason: str | None
-    wait_frame: Frame | None
-    frames: list[FrameReport]
-    """Leaf first, as py-spy prints them."""
-    ran: bool
-    """It ran during the watch: py-spy saw it active in half the dumps or more, or it had more than 1% of a CPU."""
-    cpu_s: float | None
-    python_thread_id: int | None = None
-
-    def to_json(self) -> dict:
-        return {
-            "tid": self.tid,
-            "name": self.name,
-            "state": self.state,
-            "stuck": self.stuck,
-            "unchanged_s": round(self.unchanged_s, 3),
-            "wait_reason": self.wait_reason,
-            "wait_frame": _frame_json(self.wait_frame),
-            "active": self.active,
-            "owns_gil": self.owns_gil,
-            "cpu_s": None if self.cpu_s is None else round(self.cpu_s, 4),
-            "python_thread_id": self.python_thread_id,
-            "frames": [f.to_json() for f in self.frames],
-        }
-
-
-@dataclass
-class ProcessReport:
-    pid: int
-    ppid: int | None
-    cmdline: str
-    status: str
-    """'running', 'zombie' (exited, not reaped) or 'exited' (gone during the watch)."""
-    exit_code: int | None = None
-    signal: int | None = None
-    cpu_percent: float | None = None
-    watched_s: float = 0.0
-    """Time between this process's first and last successful dump."""
-    error: str | None = None
-    error_kind: str | None = None
-    note: str | None = None
-    trouble: list[str] = field(default_factory=list)
-    threads: list[ThreadReport] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {
-            "pid": self.pid,
-            "ppid": self.ppid,
-            "cmdline": self.cmdline,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "signal": self.signal,
-            "cpu_percent": None if self.cpu_percent is None else round(self.cpu_percent, 1),
-            "watched_s": round(self.watched_s, 3),
-            "error": self.error,
-            "note": self.note,
-            "trouble": list(self.trouble),
-            "threads": [t.to_json() for t in self.threads],
-        }
-
-
-@dataclass
-class DumpResult:
-    pid: int
-    watch_s: float
-    """Seconds between the first and the last round."""
-    dumps: int
-    """Rounds made (each dumps every live process once)."""
-    blocking_rounds: int
-    processes: list[ProcessReport]
-
-    def stuck(self) -> list[tuple[ProcessReport, ThreadReport]]:
-        return [(p, t) for p in self.processes for t in p.threads if t.stuck]
-
-    def trouble(self) -> list[tuple[ProcessReport, str]]:
-        return [(p, line) for p in self.processes for line in p.trouble]
-
-    def to_json(self) -> dict:
-        return {
-            "pid": self.pid,
-            "watch_s": round(self.watch_s, 3),
-            "dumps": self.dumps,
-            "blocking_dumps": self.blocking_rounds,
-            "stuck": [{"pid": p.pid, "tid": t.tid} for p, t in self.stuck()],
-            "processes": [p.to_json() for p in self.processes],
-        }
 
 
 def dump(pid: int, options: DumpOptions | None = None, *, clock: Callable[[], float] = time.monotonic,
@@ -354,7 +239,7 @@ class _Watch:
             seen.add(tid)
             key = tuple((f.get("name", ""), f.get("filename") or "", int(f.get("line") or 0))
                         for f in reversed(thread.get("frames", [])) if not f.get("module"))
-            cpu = _thread_cpu(w.pid, tid)
+            cpu = thread_cpu_s(w.pid, tid)
             tw = w.threads.get(tid)
             if tw is None or tw.key != key:
                 # New thread, or its stack moved: the unchanged time starts again now.
@@ -412,7 +297,7 @@ class _Watch:
             if status == psutil.STATUS_ZOMBIE:
                 if w.status != "zombie":
                     w.status = "zombie"
-                    w.exit_code, w.signal = _zombie_exit(w.pid)
+                    w.exit_code, w.signal = zombie_exit(w.pid)
                 return
             w.cpu_last = _cpu(w.proc) if w.cpu_first is not None else None
             w.seen_last = t
@@ -463,17 +348,14 @@ class _Watch:
                 if ok:
                     break
 
-    # -- the verdicts ----------------------------------------------------------
+    # -- the report ------------------------------------------------------------
 
     def _result(self) -> DumpResult:
-        reports = []
-        for w in self.processes.values():
-            reports.append(self._process_report(w))
-        by_pid = {r.pid: r for r in reports}
         watch = (self.t_last - self.t_first) if self.t_first is not None else 0.0
-        for r in reports:
-            self._trouble(r, by_pid, watch)
         # The root first, then children in the order they were found.
+        reports = [self._process_report(w) for w in self.processes.values()]
+        facts = {w.pid: self._process_facts(w) for w in self.processes.values()}
+        judge_processes(reports, facts, self.root, watch)
         return DumpResult(self.root, watch, self.rounds, self.blocking_rounds, reports)
 
     def _process_report(self, w: _ProcessWatch) -> ProcessReport:
@@ -489,64 +371,35 @@ class _Watch:
         if w.status != "running" and w.threads:
             report.note = "stacks as last seen, before it exited"
         for tid, tw in w.threads.items():
-            report.threads.append(self._thread_report(w, tid, tw, span))
+            report.threads.append(judge_thread(self._thread_facts(w, tid, tw), span, w.status == "running"))
         report.threads.sort(key=lambda r: (r.tid != w.pid, r.tid))
         return report
 
-    def _thread_report(self, w: _ProcessWatch, tid: int, tw: _ThreadWatch, span: float) -> ThreadReport:
+    def _process_facts(self, w: _ProcessWatch) -> ProcessFacts:
+        whole_watch = w.seen_first <= self.t_first and w.seen_last >= self.t_last
+        return ProcessFacts(whole_watch, (w.cpu_last or 0.0) - (w.cpu_first or 0.0))
+
+    def _thread_facts(self, w: _ProcessWatch, tid: int, tw: _ThreadWatch) -> ThreadFacts:
         last = tw.last
         frames = [_frame_report(f) for f in last.get("frames", [])]
-        root_first = [(f.function, f.file, f.line) for f in reversed(frames)]
         top = next((f for f in frames if not f.native), None)
-        source = _source_line(w.pid, top.file, top.line) if top else None
         cpu = None
         if tw.cpu_first is not None and tw.cpu_last is not None:
             cpu = max(0.0, tw.cpu_last - tw.cpu_first)
-        # `since` is the first dump that saw this stack: unchanged == span exactly when it was there from the start.
-        unchanged = w.last_ok - tw.since
-        ran = tw.active_dumps * 2 >= max(tw.dumps, 1) and tw.active_dumps > 0
-        if cpu is not None and span > 0:
-            ran = ran or cpu > max(IDLE_CPU_FLOOR_S, IDLE_CPU_FRACTION * span)
-        # An exited process's last stacks are shown, never judged: nothing there waits any more.
-        watch = span if w.status == "running" else 0.0
-        verdict = judge(root_first, source, ran, unchanged, watch)
-        active, owns_gil = bool(last.get("active")), bool(last.get("owns_gil"))
-        state = "running" if active else ("holding GIL" if owns_gil else "idle")
-        return ThreadReport(
+        return ThreadFacts(
             tid=tid,
             name=last.get("thread_name") or "",
-            state=state,
-            active=active,
-            owns_gil=owns_gil,
-            unchanged_s=unchanged,
-            stuck=verdict.stuck,
-            wait_reason=verdict.wait_reason,
-            wait_frame=verdict.wait_frame,
             frames=frames,
-            ran=ran,
+            source_line=source_line(w.pid, top.file, top.line) if top else None,
+            active=bool(last.get("active")),
+            owns_gil=bool(last.get("owns_gil")),
+            dumps=tw.dumps,
+            active_dumps=tw.active_dumps,
             cpu_s=cpu,
+            # `since` is the first dump that saw this stack: unchanged == span exactly when it was there from the start.
+            unchanged_s=w.last_ok - tw.since,
             python_thread_id=last.get("thread_id"),
         )
-
-    def _trouble(self, r: ProcessReport, by_pid: dict[int, ProcessReport], watch: float) -> None:
-        w = self.processes[r.pid]
-        parent = by_pid.get(r.ppid) if r.ppid is not None else None
-        if r.status == "zombie":
-            r.trouble.append(f"{_exit_words(w)}; zombie: its parent {r.ppid} has not reaped it")
-        elif r.status == "exited":
-            if w.exit_code is not None or w.signal is not None:
-                r.trouble.append(f"{_exit_words(w)} during the watch")
-            else:
-                r.trouble.append("exited during the watch (exit status unknown: its parent reaped it)")
-        elif r.pid != self.root and parent is not None and r.cpu_percent is not None and watch > 0:
-            idle = w.seen_first <= self.t_first and w.seen_last >= self.t_last
-            used = (w.cpu_last or 0.0) - (w.cpu_first or 0.0)
-            waiting = [t for t in parent.threads if t.stuck and t.wait_reason in PARENT_WAITS]
-            if idle and used <= max(IDLE_CPU_FLOOR_S, IDLE_CPU_FRACTION * watch) and waiting:
-                t = waiting[0]
-                where = f" at {_short(t.wait_frame)}" if t.wait_frame else ""
-                r.trouble.append(f"0% CPU for the whole watch ({watch:.1f} s) while its parent {parent.pid} "
-                                 f"waits on it ({t.wait_reason}{where})")
 
 
 def _cpu(proc: psutil.Process) -> float | None:
@@ -557,53 +410,8 @@ def _cpu(proc: psutil.Process) -> float | None:
         return None
 
 
-def _thread_cpu(pid: int, tid: int) -> float | None:
-    """Seconds the thread ran on a CPU (schedstat's first field), else user+system ticks; None if unreadable.
-
-    Not resources.read_schedstat, which adds the time spent waiting for a CPU:
-    a blocking (--native) dump stops every thread, and on a loaded machine a
-    deadlocked thread then waits tens of milliseconds in the run queue
-    before it goes back to sleep, which would count as running.
-    """
-    try:
-        with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-        fields = raw[raw.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _zombie_exit(pid: int) -> tuple[int | None, int | None]:
-    """(exit code, signal) the kernel keeps for a zombie: field 52 of /proc/PID/stat, in waitpid form."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-        status = int(raw[raw.rindex(")") + 2 :].split()[-1])
-    except (OSError, ValueError, IndexError):
-        return None, None
-    if os.WIFSIGNALED(status):
-        return None, os.WTERMSIG(status)
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status), None
-    return None, None
-
-
-def _exit_words(w) -> str:
-    if w.signal is not None:
-        try:
-            name = signal.Signals(w.signal).name
-        except ValueError:
-            name = f"signal {w.signal}"
-        return f"killed by {name}"
-    if w.exit_code is not None:
-        return f"exited with status {w.exit_code}"
-    return "exit status unknown"
+def _exit_words(w: _ProcessWatch) -> str:
+    return exit_words(w.exit_code, w.signal)
 
 
 def _frame_report(f: dict) -> FrameReport:
@@ -618,32 +426,3 @@ def _frame_report(f: dict) -> FrameReport:
         native=bool(f.get("module")),
         locals=locals_,
     )
-
-
-def _source_line(pid: int, file: str, line: int) -> str | None:
-    """The text of `file:line` as the target sees it (its own root and cwd: containers), else as we do."""
-    if not file or line <= 0:
-        return None
-    candidates = []
-    if os.path.isabs(file):
-        candidates.append(f"/proc/{pid}/root{file}")
-    else:
-        candidates.append(f"/proc/{pid}/cwd/{file}")
-    candidates.append(file)
-    for path in candidates:
-        text = linecache.getline(path, line)
-        if text:
-            return text.rstrip("\n")
-    return None
-
-
-def _short(frame: Frame | None) -> str:
-    if frame is None:
-        return "?"
-    return f"{os.path.basename(frame[1])}:{frame[2]}"
-
-
-def _frame_json(frame: Frame | None) -> dict | None:
-    if frame is None:
-        return None
-    return {"function": frame[0], "file": frame[1], "line": frame[2]}

@@ -3,7 +3,9 @@
 Per thread it also reads /proc/PID/task/TID/schedstat: the nanoseconds the
 thread ran plus those it waited for a CPU. That counter is what tells an
 active sample from an idle one (py-spy's own flag does not reach its record
-files), exactly and for every thread at once.
+files), exactly and for every thread at once (collectors.procfs reads it).
+
+Must never judge what it reads (the model does), nor import textual or rich.
 """
 
 from __future__ import annotations
@@ -15,17 +17,8 @@ from collections.abc import Callable
 import psutil
 
 from gradetop.collectors.background import Background
+from gradetop.collectors.procfs import schedstat_ns
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
-
-
-def read_schedstat(pid: int, tid: int) -> float | None:
-    """Seconds running or runnable, or None where the kernel has no schedstat."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
-            fields = f.read().split()
-        return (int(fields[0]) + int(fields[1])) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> ProcessReading | None:
@@ -42,8 +35,9 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
             threads = {}
             for t in proc.threads():
                 cpu_s = t.user_time + t.system_time
-                active = read_schedstat(proc.pid, t.id)
-                threads[t.id] = (cpu_s, cpu_s if active is None else active)
+                ns = schedstat_ns(proc.pid, t.id)
+                # Running or runnable: what py-spy would call active.
+                threads[t.id] = (cpu_s, cpu_s if ns is None else (ns[0] + ns[1]) / 1e9)
             cmdline = cmdlines.get(proc.pid)
             if cmdline is None:
                 try:

@@ -3,13 +3,16 @@
 Counters are stored cumulative, as the kernel gives them, so any time window's
 usage is a difference of two interpolated values and nothing is lost when old
 readings are thinned out.
+
+Must never interpolate or derive usage itself (the readers of a window do),
+nor import textual or rich.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from gradetop.model.growable import GrowableArray
+from gradetop.model.columns import Columns
 
 PROCESS_COLUMNS = {
     "t": np.float64,
@@ -30,48 +33,22 @@ THREAD_COLUMNS = {
 }
 
 
-class Series:
+class Series(Columns):
     """Columnar readings, appended in time order, thinned to `keep_every_s` past `age_s`."""
 
     def __init__(self, columns: dict[str, type], age_s: float = 600.0, keep_every_s: float = 1.0) -> None:
-        self._cols = {name: GrowableArray(dtype, 256) for name, dtype in columns.items()}
+        super().__init__(columns, 256)
         self.age_s = age_s
         self.keep_every_s = keep_every_s
         self._thinned_upto = 0
         self._rows_at_last_thin = 0
 
-    def __len__(self) -> int:
-        return len(self._cols["t"])
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        cols = self.__dict__.get("_cols")
-        if cols is not None and name in cols:
-            return cols[name].view()
-        raise AttributeError(name)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(c.nbytes for c in self._cols.values())
-
-    def append(self, **columns) -> None:
-        length = max((len(v) for v in columns.values() if np.ndim(v)), default=1)
-        for name, arr in self._cols.items():
-            values = columns[name]
-            if np.ndim(values) == 0:
-                values = np.full(length, values)
-            arr.extend(values)
-
     def frozen(self) -> "Series":
         """These readings as they are now; later appends and thinning do not change them."""
         copy = Series({}, self.age_s, self.keep_every_s)
-        copy._cols = {name: arr.frozen() for name, arr in self._cols.items()}
+        copy._cols = self.frozen_columns()
         copy._thinned_upto = copy._rows_at_last_thin = len(copy)
         return copy
-
-    def rows(self, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        if mask is None:
-            return {name: arr.view().copy() for name, arr in self._cols.items()}
-        return {name: arr.view()[mask] for name, arr in self._cols.items()}
 
     def thin(self, min_new_rows: int = 20_000) -> None:
         """Keep one reading per series key and `keep_every_s` among readings older than `age_s`.

@@ -3,8 +3,11 @@
 Every distinct (function, file, line) is stored once and named by an integer;
 every distinct stack is a node of a prefix trie over those integers, so a
 stack id *is* a node of the calling-context tree and trees are derived by
-summing sample weights over node ids. Nothing here knows about time or
-threads: that is the timeline's job.
+summing sample weights over node ids. The queries at the end (a node's
+ancestor at a depth, where a set of stacks splits) work on arrays of nodes.
+
+Must never know about time or threads (that is the timeline's job), nor
+import textual or rich.
 """
 
 from __future__ import annotations
@@ -165,3 +168,52 @@ class StackTable:
 
     def frames_of(self, node: int) -> list[Frame]:
         return [self.frames.frames[f] for f in self.path(node)]
+
+
+# ---- queries over many nodes at once ---------------------------------------------------------
+
+
+def ancestor_at(stacks: StackTable, nodes: np.ndarray, depth_wanted: int) -> np.ndarray:
+    """Each node's ancestor at `depth_wanted` (the node itself when shallower)."""
+    parent = stacks.parent.view()
+    depth = stacks.depth.view()
+    current = nodes.copy()
+    while True:
+        deeper = depth[current] > depth_wanted
+        if not deeper.any():
+            return current
+        current = np.where(deeper, parent[current], current)
+
+
+def functions_at(stacks: StackTable, nodes: np.ndarray, level: int) -> np.ndarray:
+    """Per node, the function id of its frame at depth `level` (>= 1); -1 for nodes shallower than that."""
+    anchors = ancestor_at(stacks, nodes, level)
+    function_of = stacks.frames.function_of.view()
+    frame = stacks.frame.view()
+    at_level = (anchors > ROOT) & (stacks.depth.view()[anchors] == level)
+    return np.where(at_level, function_of[np.maximum(frame[anchors], 0)], -1)
+
+
+def divergence_depth(stacks: StackTable, nodes: np.ndarray, weights: np.ndarray, share: float = 0.8) -> int:
+    """The depth at which a lane's work splits: one below the end of its heavy path.
+
+    From the top, follow the function holding at least `share` of the time
+    at each depth; where none does, the work splits. For a script that is
+    the level below `main()` (load, preprocess, train...), and a few odd
+    samples (imports at start-up, interpreter exit) do not move it.
+    Functions, not stack nodes: the same function on two lines is one.
+    """
+    keep = nodes > ROOT
+    nodes, weights = nodes[keep], weights[keep]
+    if len(nodes) == 0:
+        return 1
+    depth = stacks.depth.view()
+    for level in range(1, int(depth[nodes].max()) + 1):
+        funcs = functions_at(stacks, nodes, level)
+        codes, inverse = np.unique(funcs, return_inverse=True)
+        totals = np.bincount(inverse, weights=weights)
+        best = int(totals.argmax())
+        if codes[best] < 0 or totals[best] < share * weights.sum():
+            return level
+        nodes, weights = nodes[inverse == best], weights[inverse == best]
+    return max(1, int(depth[nodes].max()))

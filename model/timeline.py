@@ -16,6 +16,9 @@ Columns:
     pid    int32
     tid    int32    the OS thread id
     flags  uint8    FLAG_* bits
+
+Must never build trees or pictures (model.calltree and model.views do), nor
+import textual or rich.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradetop.model.growable import GrowableArray
+from gradetop.model.columns import Columns
 
 FLAG_GIL = 1
 """The sample's thread held the GIL (when the collector could tell)."""
@@ -52,29 +55,15 @@ class Compaction:
 DEFAULT_COMPACTION = (Compaction(age_s=600.0, bucket_s=1.0), Compaction(age_s=3 * 3600.0, bucket_s=10.0))
 
 
-class Timeline:
+class Timeline(Columns):
+    """Sample rows (COLUMNS), old ones merged into buckets by `compaction`."""
+
     def __init__(self, compaction: tuple[Compaction, ...] = DEFAULT_COMPACTION) -> None:
-        self._cols = {name: GrowableArray(dtype, 1024) for name, dtype in COLUMNS.items()}
+        super().__init__(COLUMNS, 1024)
         self.compaction = compaction
         # Rows before this index are already compacted to each level: re-bucketing them is wasted work.
         self._compacted_upto = [0 for _ in compaction]
         self._rows_at_last_compaction = 0
-
-    def __len__(self) -> int:
-        return len(self._cols["t"])
-
-    def column(self, name: str) -> np.ndarray:
-        return self._cols[name].view()
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        cols = self.__dict__.get("_cols")
-        if cols is not None and name in cols:
-            return cols[name].view()
-        raise AttributeError(name)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(c.nbytes for c in self._cols.values())
 
     @property
     def samples(self) -> int:
@@ -87,19 +76,10 @@ class Timeline:
         t = self.t
         return float(t.min()), float(t.max())
 
-    def append(self, **columns) -> None:
-        """Append rows; every column of COLUMNS must be given, as arrays of one length."""
-        length = max((len(v) for v in columns.values() if np.ndim(v)), default=1)
-        for name, arr in self._cols.items():
-            values = columns[name]
-            if np.ndim(values) == 0:
-                values = np.full(length, values)
-            arr.extend(values)
-
     def frozen(self) -> "Timeline":
         """This timeline as it is now; later appends and compactions do not change it."""
         copy = Timeline(compaction=())
-        copy._cols = {name: arr.frozen() for name, arr in self._cols.items()}
+        copy._cols = self.frozen_columns()
         return copy
 
     def select(self, t0: float | None = None, t1: float | None = None, pids=None, tids=None) -> np.ndarray:
@@ -114,12 +94,6 @@ class Timeline:
         if tids is not None:
             mask &= np.isin(self.tid, np.asarray(list(tids), dtype=np.int32))
         return mask
-
-    def rows(self, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Copies of all columns (optionally masked): a consistent picture for a reader."""
-        if mask is None:
-            return {name: arr.view().copy() for name, arr in self._cols.items()}
-        return {name: arr.view()[mask] for name, arr in self._cols.items()}
 
     def compact(self, min_new_rows: int = 50_000) -> None:
         """Merge old rows into coarse buckets once enough rows came in since the last time."""

@@ -70,3 +70,14 @@ def test_probe_detects_a_heavy_import():
     """The check itself works: importing rich first is reported."""
     pytest.importorskip("rich")
     assert "rich" in _probe("import rich")["heavy"]
+
+
+def test_phases_do_not_import_the_pictures():
+    """Pictures are drawn from phases, never the other way round (issue 13)."""
+    code = ("import json, sys, gradetop.model.phases\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('gradetop.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "gradetop.model.phases.auto" in loaded
+    assert not loaded & {"gradetop.model.views", "gradetop.model.pictures", "gradetop.model.lanes"}, loaded

@@ -38,17 +38,16 @@ import pytest
 from conftest import WORKLOADS, gradetop
 from gradetop.collectors.markers import MarkerReader, parse_line
 from gradetop.model.phase_costs import verdict
+from gradetop.model.lanes import phase_lanes
 from gradetop.model.phases import (
     Phase,
     PhaseCost,
-    _keep_lasting,
-    _runs,
     all_phases,
     auto_phases,
     marker_phases,
-    phase_lanes,
     rule_phases,
 )
+from gradetop.model.phases.auto import _keep_lasting, _runs
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import (
     PhaseMark,

@@ -28,7 +28,7 @@ from textual.widgets import Footer, Log, Tab, Tabs
 
 from gradetop.model.rules import parse_rules
 from gradetop.model.source import Source
-from gradetop.model.views import ViewData, ViewFilter
+from gradetop.model.pictures import ViewData, ViewFilter
 from gradetop.tui.flame import FlameView
 from gradetop.tui.flame_panel import FlamePanel
 from gradetop.tui.header import StatusHeader

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Static
 
 from gradetop.model.stacks import ROOT, short_path
-from gradetop.model.views import ViewData
+from gradetop.model.pictures import ViewData
 from gradetop.tui.flame import FlameView
 from gradetop.tui.format import seconds
 

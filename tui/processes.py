@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from gradetop.model.views import ProcessRow
+from gradetop.model.pictures import ProcessRow
 from gradetop.tui.format import size
 
 

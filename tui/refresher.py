@@ -21,12 +21,14 @@ from dataclasses import dataclass
 
 from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phase_summary import PhaseGroup, summarize
-from gradetop.model.phases import PhaseCost, PhaseLane, all_phases, phase_lanes
+from gradetop.model.lanes import PhaseLane, phase_lanes
+from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.profile import Profile
 from gradetop.model.records import OutputLine
 from gradetop.model.source import Source, SourceState
 from gradetop.model.threads import ThreadRow, thread_rows
-from gradetop.model.views import TimelineData, ViewData, ViewFilter, timeline_data, view_data
+from gradetop.model.pictures import TimelineData, ViewData, ViewFilter
+from gradetop.model.views import timeline_data, view_data
 
 MIN_INTERVAL_S = 0.25
 """Samples arrive per process per window: with many processes, at most this many pictures a second."""

@@ -20,7 +20,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from gradetop.model.views import TimelineData
+from gradetop.model.pictures import TimelineData
 from gradetop.tui.colors import IDLE, color_for
 from gradetop.tui.format import seconds, size
 

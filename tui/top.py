@@ -6,7 +6,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from gradetop.model.stacks import short_path
-from gradetop.model.views import ViewData
+from gradetop.model.pictures import ViewData
 from gradetop.tui.format import seconds
 
 SORTS = ("own", "total", "name")

@@ -1,0 +1,64 @@
+"""The process table: the process tree, parents before children, with each process's latest readings.
+
+Must never keep state between calls, nor import textual or rich; it reads
+the Profile under the caller's lock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradetop.model.pictures import ProcessRow
+from gradetop.model.profile import Profile
+
+
+def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]:
+    """The process tree, parents before children, with the latest readings."""
+    series = profile.process_series
+    latest: dict[int, tuple[float, float, int, int]] = {}
+    cpu_percent: dict[int, float] = {}
+    if len(series):
+        t, pid, cpu_s, rss, threads = series.t, series.pid, series.cpu_s, series.rss, series.threads
+        for p in np.unique(pid):
+            idx = np.flatnonzero(pid == p)
+            last = idx[-1]
+            latest[int(p)] = (float(t[last]), float(cpu_s[last]), int(rss[last]), int(threads[last]))
+            # CPU% over the last ~second of readings.
+            recent = idx[t[idx] >= t[last] - 1.0]
+            first = recent[0]
+            if t[last] > t[first]:
+                cpu_percent[int(p)] = 100.0 * (cpu_s[last] - cpu_s[first]) / (t[last] - t[first])
+    procs = profile.processes
+    children: dict[int, list[int]] = {}
+    for info in procs.values():
+        parent = info.ppid if info.ppid in procs and info.ppid != info.pid else 0
+        children.setdefault(parent, []).append(info.pid)
+    out: list[ProcessRow] = []
+
+    def visit(pid: int, depth: int) -> None:
+        info = procs[pid]
+        _, _, rss, threads = latest.get(pid, (0.0, 0.0, 0, 0))
+        if info.end_time is not None:
+            state = "exited" if info.exit_code is None else f"exit {info.exit_code}"
+        else:
+            state = "running"
+        sampled = "yes" if info.sampled else (info.why_not_sampled or "not yet")
+        out.append(ProcessRow(pid, info.ppid, short_command(info.cmdline) or info.name, state,
+                              cpu_percent.get(pid, 0.0) if info.end_time is None else 0.0,
+                              rss, threads, sampled, depth))
+        for child in sorted(children.get(pid, [])):
+            visit(child, depth + 1)
+
+    for root in sorted(children.get(0, [])):
+        visit(root, 0)
+    return out
+
+
+def short_command(cmdline: list[str]) -> str:
+    """A command as a reader scans it: program names without their folders."""
+    if not cmdline:
+        return ""
+    words = [cmdline[0].rsplit("/", 1)[-1]]
+    for word in cmdline[1:]:
+        words.append(word.rsplit("/", 1)[-1] if word.startswith("/") else word)
+    return " ".join(words)
