@@ -64,6 +64,21 @@ class Tmux:
     def kill(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
+    def show(self, fmt: str) -> str:
+        return subprocess.run(["tmux", "display", "-p", "-t", self.name, fmt], capture_output=True,
+                              text=True).stdout.strip()
+
+    def gradetop_pid(self, timeout: float = 10.0) -> int:
+        """The gradetop process running in the pane (a child of its shell)."""
+        shell = psutil.Process(int(self.show("#{pane_pid}")))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in shell.children(recursive=True):
+                if "gradetop" in " ".join(child.cmdline()[:2]):
+                    return child.pid
+            time.sleep(0.1)
+        raise AssertionError("no gradetop in the pane")
+
 
 @pytest.fixture
 def tmux(ptrace):
@@ -81,13 +96,15 @@ def test_run_shows_the_workloads_functions_and_stops_it_when_asked(tmux, tmp_pat
     tmux.keys("2")
     tmux.wait_for("%Own")
     tmux.keys("s")
-    tmux.wait_for("saved gradetop-")
+    tmux.wait_for("-saved.gtop")
     tmux.keys("q")
     tmux.wait_for("Stop it")
     tmux.keys("s")
     tmux.wait_for("GRADETOP-EXIT=", timeout=30)
-    saved = list(tmp_path.glob("gradetop-*.gtop"))
+    saved = list(tmp_path.glob("gradetop-*-saved.gtop"))
     assert saved, "the 's' key saved a snapshot"
+    recorded = [p for p in tmp_path.glob("gradetop-*.gtop") if p not in saved]
+    assert len(recorded) == 1 and load(recorded[0]).warnings == [], "the run was recorded whole as well"
     workflow = load(saved[0]).meta.target_pid
     assert not alive(workflow), "the workflow was stopped as chosen"
 
@@ -163,3 +180,40 @@ def test_attach_without_pid_picks_from_a_filtered_list(tmux, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_sigkilled_run_leaves_a_recording_that_opens(tmux, tmp_path):
+    workload = WORKLOADS / "busy_forever.py"
+    tmux.start(f"cd {tmp_path} && {GRADETOP} run -- {sys.executable} {workload}")
+    tmux.wait_for("crunch", timeout=15)
+    time.sleep(6)
+    pid = tmux.gradetop_pid()
+    workflow = next(c.pid for c in psutil.Process(pid).children() if "busy_forever" in " ".join(c.cmdline()))
+    killed_at = time.time()
+    os.kill(pid, signal.SIGKILL)
+    tmux.wait_for("GRADETOP-EXIT=137", timeout=15)
+    try:
+        recorded = list(tmp_path.glob("gradetop-*.gtop"))
+        assert len(recorded) == 1
+        profile = load(recorded[0])
+        assert profile.warnings  # cut off, and it says so
+        assert float(profile.timeline.t.max()) >= killed_at - 5
+    finally:
+        # `run` leaves its workflow running when gradetop goes (it has its own session).
+        os.kill(workflow, signal.SIGKILL)
+
+
+def test_sigterm_to_run_restores_the_terminal_and_says_what_is_left(tmux, tmp_path):
+    workload = WORKLOADS / "sleeper.py"
+    tmux.start(f"cd {tmp_path} && {GRADETOP} run -- {sys.executable} {workload} 120")
+    tmux.wait_for("RUNNING", timeout=15)
+    os.kill(tmux.gradetop_pid(), signal.SIGTERM)
+    screen = tmux.wait_for("GRADETOP-EXIT=0", timeout=30)
+    assert tmux.show("#{alternate_on}") == "0", "the terminal is back from the alternate screen"
+    assert tmux.show("#{mouse_any_flag}") == "0", "mouse tracking is off again"
+    assert "the recording is in gradetop-" in screen
+    pid = int(re.search(r"runs on as pid (\d+)", screen).group(1))
+    try:
+        assert alive(pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)

@@ -362,7 +362,9 @@ class GradetopApp(App):
 
     def action_save(self) -> None:
         profile = self.source.profile
-        path = self.save_path or f"gradetop-{profile.meta.target_pid or os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}.gtop"
+        # Named apart from the recording itself (gradetop-<pid>-<time>.gtop), which it must never replace.
+        stamp = time.strftime('%Y%m%d-%H%M%S')
+        path = self.save_path or f"gradetop-{profile.meta.target_pid or os.getpid()}-{stamp}-saved.gtop"
         self.save_snapshot(path)
 
     @work(thread=True, group="save")
