@@ -12,7 +12,13 @@ def key_names(binding: Binding) -> str:
     """'left,h' -> '← h': how the keys of a binding read in the help."""
     names = {"left": "←", "right": "→", "up": "↑", "down": "↓", "question_mark": "?", "slash": "/",
              "escape": "Esc", "enter": "Enter", "space": "Space", "backspace": "Backspace"}
-    return " ".join(names.get(k, k.replace("shift+", "Shift+")) for k in binding.key.split(","))
+    names.update(home="Home", end="End", pageup="PgUp", pagedown="PgDn")
+
+    def one(key: str) -> str:
+        *mods, base = key.split("+")
+        return "+".join([*(m.title() for m in mods), names.get(base, base)])
+
+    return " ".join(one(k) for k in binding.key.split(","))
 
 
 def help_text(sections: list[tuple[str, list[Binding]]]) -> str:
