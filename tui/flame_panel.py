@@ -33,6 +33,15 @@ def search_share(view: ViewData, text: str) -> tuple[int, float]:
     return int(hit.sum()), float(tree.total_s[hit & ~covered].sum())
 
 
+class SearchBox(Input):
+    """The flame's search field: Esc clears it and gives the keys back to the flame."""
+
+    BINDINGS = [Binding("escape", "clear_search", "Clear search", show=False)]
+
+    def action_clear_search(self) -> None:
+        self.parent.action_clear_search()
+
+
 class FlamePanel(Vertical):
     BINDINGS = [Binding("slash", "search", "Search", tooltip="search functions (Enter keeps, Esc clears)")]
 
@@ -42,7 +51,7 @@ class FlamePanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield FlameView(id="flame")
-        yield Input(placeholder="search functions (Enter keeps, Esc clears)", id="flame-search", classes="hidden")
+        yield SearchBox(placeholder="search functions (Enter keeps, Esc clears)", id="flame-search", classes="hidden")
         yield Static("", id="flame-detail")
 
     @property
@@ -94,10 +103,8 @@ class FlamePanel(Vertical):
         event.input.add_class("hidden")
         self.flame.focus()
 
-    def on_key(self, event) -> None:
+    def action_clear_search(self) -> None:
         box = self.query_one("#flame-search", Input)
-        if event.key == "escape" and box.has_focus:
-            box.value = ""
-            box.add_class("hidden")
-            self.flame.focus()
-            event.stop()
+        box.value = ""
+        box.add_class("hidden")
+        self.flame.focus()

@@ -18,7 +18,15 @@ class PickerApp(App[int]):
     #filter { height: 3; }
     #hint { height: 1; color: $text-muted; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "choose", "Attach", priority=True)]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("enter", "choose", "Attach", priority=True),
+        # Arrows move the list while typing goes to the filter.
+        Binding("up", "move('cursor_up')", show=False, priority=True),
+        Binding("down", "move('cursor_down')", show=False, priority=True),
+        Binding("pageup", "move('page_up')", show=False, priority=True),
+        Binding("pagedown", "move('page_down')", show=False, priority=True),
+    ]
 
     def __init__(self, list_processes: Callable[[], list[dict]]) -> None:
         super().__init__()
@@ -60,12 +68,8 @@ class PickerApp(App[int]):
     def on_input_changed(self, event: Input.Changed) -> None:
         self.fill(event.value)
 
-    def on_key(self, event) -> None:
-        # Arrows move the list while typing goes to the filter.
-        if event.key in ("up", "down", "pageup", "pagedown"):
-            table = self.query_one(DataTable)
-            getattr(table, f"action_{'cursor' if 'page' not in event.key else 'page'}_{event.key.removeprefix('page')}")()
-            event.stop()
+    async def action_move(self, table_action: str) -> None:
+        await self.query_one(DataTable).run_action(table_action)
 
     def action_choose(self) -> None:
         table = self.query_one(DataTable)
