@@ -8,6 +8,7 @@ import threading
 import time
 
 from gradetop.cli.errors import EXIT_ERROR, EXIT_PARTIAL, UserError, say
+from gradetop.cli.progress import progress_bar
 from gradetop.collectors.session import Session, SessionOptions, TargetError, default_output, fallback_path
 from gradetop.collectors.stacks import StackOptions
 from gradetop.collectors.target import shell_status
@@ -148,7 +149,8 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
             say(f"stopping {' '.join(session.target.command)} (pid {session.target.pid})")
             session.target.stop(grace_s=3.0)
     finally:
-        session.finish()
+        with progress_bar("writing the recording") as progress:
+            session.finish(progress)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _tell(session.notices, told)

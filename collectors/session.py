@@ -191,8 +191,9 @@ class Session:
 
     # ---- ending --------------------------------------------------------------------------
 
-    def finish(self) -> None:
-        """Flush the samplers, close the recording, clean up. Blocking; safe to call twice."""
+    def finish(self, progress: Callable[[float], None] | None = None) -> None:
+        """Flush the samplers, close the recording (`progress` hears how far its final write is), clean up.
+        Blocking; safe to call twice."""
         with self._finish_lock:
             if self._finished.is_set():
                 return
@@ -206,7 +207,7 @@ class Session:
                 self._autosave.stop()
                 self._autosave.join()
             if self.writer is not None:
-                problem = self.writer.close()
+                problem = self.writer.close(progress)
                 if problem:
                     self.notices.append(problem)
             self._clean_up()

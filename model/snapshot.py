@@ -120,7 +120,8 @@ def whole_journal(profile: Profile) -> Journal:
                    output=list(profile.output), marks=list(profile.marks), frames_written=0, nodes_written=1)
 
 
-def save(profile: Profile, path: str | os.PathLike, end_time: float | None = None) -> None:
+def save(profile: Profile, path: str | os.PathLike, end_time: float | None = None,
+         progress: Progress | None = None) -> None:
     """Write the whole profile atomically (temp file, fsync, rename): a crash leaves the old file or none.
 
     `end_time` closes the copy at that time while the recording goes on: a file
@@ -137,8 +138,10 @@ def save(profile: Profile, path: str | os.PathLike, end_time: float | None = Non
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as out:
             out.write(_header())
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
                 out.write(encode(chunk))
+                if progress is not None:
+                    progress((i + 1) / len(chunks))
             out.write(pack_chunk({"kind": "end"}))
             out.flush()
             os.fsync(out.fileno())
@@ -204,7 +207,7 @@ class SnapshotWriter:
         except OSError:
             pass
 
-    def close(self) -> str | None:
+    def close(self, progress: Progress | None = None) -> str | None:
         """Flush, then rewrite the file in one piece. Returns a line for the user when that failed."""
         if self.closed:
             return self.error
@@ -217,7 +220,7 @@ class SnapshotWriter:
         except OSError:
             pass
         try:
-            save(self.profile, self.path)
+            save(self.profile, self.path, progress=progress)
         except OSError as exc:
             if self.error is None:
                 return f"cannot finish {self.path} ({exc.strerror or exc}); it holds the recording as streamed"

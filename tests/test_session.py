@@ -183,7 +183,9 @@ def test_sigterm_and_sighup_end_record_as_sigint_does(tmp_path, ptrace):
         proc = subprocess.Popen([sys.executable, "-m", "gradetop", "record", "-o", str(out), "--",
                                  sys.executable, str(WORKLOADS / "busy_forever.py")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-        time.sleep(3)
+        first = proc.stderr.readline()  # "recording to ...": from here on, signals are gradetop's
+        assert "recording to" in first, first
+        time.sleep(2)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
         assert "Traceback" not in stderr
