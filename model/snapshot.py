@@ -200,6 +200,10 @@ class SnapshotWriter:
 
     def _fail(self, exc: OSError) -> None:
         self.error = f"cannot write {self.path}: {exc.strerror or exc}; the recording goes on in memory"
+        self._stop_streaming()
+
+    def _stop_streaming(self) -> None:
+        """No more journal (the profile stops keeping pieces for us) and no more file handle."""
         with self.profile.lock:
             self.profile.journal = None
         try:
@@ -213,12 +217,7 @@ class SnapshotWriter:
             return self.error
         self.flush()
         self.closed = True
-        with self.profile.lock:
-            self.profile.journal = None
-        try:
-            self._file.close()
-        except OSError:
-            pass
+        self._stop_streaming()
         try:
             save(self.profile, self.path, progress=progress)
         except OSError as exc:
