@@ -152,6 +152,8 @@ class GradetopApp(App):
         self.query_one("#flame").focus()
         self.set_interval(min(self.refresh_s, 1.0), self.tick)
         self.request_picture()
+        if self.source.writing_to:
+            self.notify(f"recording to {self.source.writing_to}", timeout=6)
 
     def on_unmount(self) -> None:
         self.refresher.stop()

@@ -19,6 +19,9 @@ class StatusHeader(Static):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" gradetop ", style="bold black on #5fafd7")
         text.append(f" {state.upper()} ", style=STATE_STYLES.get(state, "bold black on #d7af5f"))
+        if writing_to:
+            # Recording (to disk, as it runs): the badge fits at 80 columns, the path where there is room.
+            text.append(" REC ", style="bold white on #af0000")
         if frozen:
             text.append(" FROZEN ", style="bold white on #875faf")
         if alert:
@@ -30,7 +33,7 @@ class StatusHeader(Static):
             text.append(f"  {dropped:,} dropped", style="#d7af5f")
         if not filter_text.endswith("whole run, all threads"):
             text.append(f"  [{filter_text}]", style="bold #d7af5f")
-        text.append(f"  {title}", style="bold")
         if writing_to:
             text.append(f"  → {writing_to}", style="dim")
+        text.append(f"  {title}", style="bold")
         self.update(text)
