@@ -8,11 +8,13 @@ import sys
 from gradetop.cli.errors import UserError
 from gradetop.model.report import build_report, format_report
 from gradetop.model.rules import RulesError, load_rules
-from gradetop.model.snapshot import SnapshotError, load
+from gradetop.model.imports import load_any
+from gradetop.model.snapshot import SnapshotError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("file", metavar="FILE", help="a snapshot written by gradetop record / run / demo")
+    parser.add_argument("file", metavar="FILE",
+                        help="a snapshot written by gradetop record / run / demo, or a py-spy raw / speedscope file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--top", type=int, default=20, metavar="N", help="functions listed in the text report (default 20)")
     parser.add_argument("--phases", metavar="RULES.toml", help="phase rules to apply (default: those recorded with the file)")
@@ -22,8 +24,9 @@ def add_arguments(parser) -> None:
 
 
 def load_or_fail(path: str):
+    """A snapshot, or a py-spy raw / speedscope file read into a Profile; a bad file is one line and exit 1."""
     try:
-        return load(path)
+        return load_any(path)
     except SnapshotError as exc:
         raise UserError(str(exc)) from None
 
