@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from gradetop.cli.errors import UserError, say
@@ -22,7 +23,8 @@ def add_attach_arguments(parser) -> None:
 
 
 def add_open_arguments(parser) -> None:
-    parser.add_argument("file", metavar="FILE", help="a snapshot to browse")
+    parser.add_argument("file", metavar="FILE", help="a snapshot (or a py-spy raw / speedscope file) to browse")
+    parser.add_argument("--diff", metavar="B", help="show a diff flame of FILE against B: red where B spent more time")
 
 
 def interactive() -> bool:
@@ -91,9 +93,21 @@ def open_file(args) -> int:
 
     require_terminal("open")
     profile = load_or_fail(args.file)
+    if args.diff:
+        return open_diff(profile, args.file, args.diff)
     from gradetop.tui.sources import FileSource
 
     run_app(FileSource(profile, args.file), None)
+    return 0
+
+
+def open_diff(profile, path: str, other: str) -> int:
+    from gradetop.cli.report import load_or_fail
+    from gradetop.model.diff import union_tree
+    from gradetop.tui.diff_app import DiffApp
+
+    other_profile = load_or_fail(other)
+    DiffApp(union_tree(profile, other_profile), os.path.basename(path), os.path.basename(other)).run()
     return 0
 
 
