@@ -29,7 +29,8 @@ GAP_SAMPLES = 3.0
 
 
 def _us(t: float, t0: float) -> float:
-    return round((t - t0) * 1e6, 3)
+    """Microseconds from the run's start; a first sample's half-width reaching before the start is clipped."""
+    return max(0.0, round((t - t0) * 1e6, 3))
 
 
 def _thread_slices(profile: Profile, rows: dict, part: np.ndarray, t0: float, out: list) -> None:
