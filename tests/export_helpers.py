@@ -25,7 +25,9 @@ def _reading(t: float, pid: int, tids: list[int], ppid: int = 1) -> ProcessReadi
                           (100 + int(t - 1000)) << 20, 0, 0, len(tids), {tid: (active, active) for tid in tids})
 
 
-def small_profile() -> Profile:
+def small_profile(counts: dict[tuple[int, int], int] | None = None) -> Profile:
+    """The profile above; `counts` changes how many samples a thread has (a variant for diffs)."""
+    counts = {**COUNTS, **(counts or {})}
     p = Profile(ProfileMeta(host="box", start_time=1000.0, end_time=1010.0, rate_hz=10.0,
                             command=["python", "train.py"], target_pid=100))
     threads = {100: [100, 101], 200: [200]}
@@ -36,7 +38,7 @@ def small_profile() -> Profile:
     names = {100: "MainThread", 101: "worker", 200: "MainThread"}
     for pid in (100, 200):
         samples = []
-        for (spid, tid), count in COUNTS.items():
+        for (spid, tid), count in counts.items():
             if spid != pid:
                 continue
             times = 1000.0 + 0.05 + 0.1 * np.arange(count)
