@@ -276,7 +276,7 @@ def test_bad_export_options_are_one_line(args, words, no_traceback, tmp_path):
 
 @pytest.mark.parametrize("content, words", [
     (None, "no such file"),
-    (b"hello, this is not a profile\n", "neither a gradetop snapshot nor"),
+    (b"hello, this is not a profile\n", "not a gradetop snapshot, nor a py-spy raw"),
     (bytes(range(256)) * 4, "not a gradetop snapshot"),
     (b'{"shared": {"frames": []}}', "not a speedscope file"),
 ])

@@ -32,7 +32,7 @@ def load_any(path: str | os.PathLike) -> Profile:
     if text is not None and stripped:
         if looks_collapsed(text):
             return read_collapsed(path, _read_text(path))
-        raise SnapshotError(f"{path} is neither a gradetop snapshot nor a py-spy raw (collapsed stacks) "
+        raise SnapshotError(f"{path} is not a gradetop snapshot, nor a py-spy raw (collapsed stacks) "
                             "or speedscope file")
     return load(path)
 
