@@ -278,7 +278,7 @@ def test_bad_export_options_are_one_line(args, words, no_traceback, tmp_path):
     (None, "no such file"),
     (b"hello, this is not a profile\n", "not a gradetop snapshot, nor a py-spy raw"),
     (bytes(range(256)) * 4, "not a gradetop snapshot"),
-    (b'{"shared": {"frames": []}}', "not a speedscope file"),
+    (b'{"shared": {"frames": []}}', "nor a speedscope file: JSON without 'shared' and 'profiles'"),
 ])
 def test_bad_input_files_are_one_line(content, words, no_traceback, tmp_path):
     path = tmp_path / "input"

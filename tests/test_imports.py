@@ -121,7 +121,7 @@ def test_hex_thread_ids_and_stacks_without_frames(tmp_path):
      "no sampled profiles"),
     ('{"shared": {"frames": []}, "profiles": [{"type": "sampled", "samples": [[3]], "weights": [1]}]}',
      "damaged speedscope file"),
-    ('{"shared": {"frames": ', "not valid JSON"),
+    ('{"shared": {"frames": ', "nor a speedscope file: invalid JSON"),
 ])
 def test_bad_imports_are_one_snapshot_error(tmp_path, text, words):
     path = tmp_path / "bad"

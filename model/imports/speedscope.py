@@ -26,9 +26,11 @@ def read_speedscope(path, text: str) -> Profile:
     try:
         doc = json.loads(text)
     except ValueError as exc:
-        raise SnapshotError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}): not a speedscope file") from None
+        raise SnapshotError(f"{path} is not a gradetop snapshot, nor a speedscope file: invalid JSON "
+                            f"({exc.msg} at line {exc.lineno})") from None
     if not isinstance(doc, dict) or "profiles" not in doc or "shared" not in doc:
-        raise SnapshotError(f"{path} is JSON but not a speedscope file (no 'shared' and 'profiles')")
+        raise SnapshotError(f"{path} is not a gradetop snapshot, nor a speedscope file: JSON without "
+                            "'shared' and 'profiles'")
     try:
         return _read(path, doc)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
