@@ -128,3 +128,18 @@ def test_bad_imports_are_one_snapshot_error(tmp_path, text, words):
     path.write_text(text)
     with pytest.raises(SnapshotError, match=words):
         load_any(path)
+
+
+@pytest.mark.parametrize("text", ["main (x.py:1);work (x.py:5) 7\n", "thread (4321);main (x.py:1) 2\nthread (4330);f (x.py:2) 1\n"])
+def test_a_file_without_process_frames_gets_a_process_the_views_can_draw(tmp_path, text):
+    from gradetop.model.views import ViewFilter, view_data
+
+    path = tmp_path / "plain.txt"
+    path.write_text(text)
+    profile = load_any(path)
+    (pid, info), = profile.processes.items()
+    assert pid > 0 and info.ppid != pid, "a process that is its own parent would loop the process tree"
+    view = view_data(profile, ViewFilter())
+    assert view.samples == profile.timeline.samples and [row.pid for row in view.processes] == [pid]
+    if "4321" in text:
+        assert pid == 4321, "the main thread's tid is the pid"

@@ -29,8 +29,25 @@ class ImportedThread:
     """Seconds each sample stands for."""
 
 
+def _place_unknown(threads: list[ImportedThread]) -> None:
+    """Give samples of an unnamed process (pid 0) a pid: the lowest tid among them, else 1.
+
+    On Linux a process's main thread has the process's id, and it is the
+    oldest, lowest tid. A pid 0 would be its own parent (ppid 0) in the process tree.
+    """
+    unknown = [t for t in threads if t.pid == 0]
+    if not unknown:
+        return
+    guess = min((t.tid for t in unknown if t.tid > 0), default=1)
+    for t in unknown:
+        t.pid = guess
+        if t.tid == 0:
+            t.tid = guess
+
+
 def build_profile(frames: list[tuple[str, str, int]], threads: list[ImportedThread], commands: dict[int, str],
                   imported_from: str, start_time: float, rate_hz: float) -> Profile:
+    _place_unknown(threads)
     duration = max((sum(t.weights) for t in threads), default=0.0)
     pids = list(dict.fromkeys(t.pid for t in threads))
     target = pids[0] if pids else None

@@ -3,7 +3,8 @@
 Counts become samples at the file's rate (py-spy's default, 100 Hz, unless
 told). py-spy's `-s`/`-t` prefix frames (`process PID:"cmd"`,
 `thread (TID): name`) become the samples' process and thread; without them,
-every sample is on one thread of an unknown process (pid 0).
+every sample is on one thread of a process whose id is not known
+(model.imports.build places it).
 """
 
 from __future__ import annotations
