@@ -7,7 +7,7 @@ import sys
 
 from gradetop.cli.errors import UserError, say
 from gradetop.cli.report import load_or_fail
-from gradetop.model.export import FORMATS, render
+from gradetop.model.export import FORMATS, NEEDS_PHASES, render
 from gradetop.model.export.selection import SelectionError, select
 
 
@@ -33,9 +33,13 @@ def run(args) -> int:
     profile = load_or_fail(args.file)
     try:
         selection = select(profile, pid=args.pid, thread=args.thread, t_from=args.t_from, t_to=args.t_to,
-                           phase=args.phase)
+                           phase=args.phase, with_phases=args.format in NEEDS_PHASES)
     except SelectionError as exc:
         raise UserError(f"{args.file}: {exc}") from None
+    if selection.samples == 0:
+        total = profile.timeline.samples
+        raise UserError(f"{args.file}: no samples in that selection (the file has {total} over "
+                        f"{profile.duration_s:.1f} s)")
     data = render(args.format, profile, selection)
     out = args.output or default_output(args.file, args.format)
     if out == "-":

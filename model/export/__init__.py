@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from importlib import import_module
 
+NEEDS_PHASES = frozenset({"chrometrace", "pprof"})
+"""Formats that draw or label phases; finding phases costs a pass over every thread, so the others skip it."""
+
 FORMATS = {
     # name: (module, default file suffix)
     "speedscope": ("speedscope", ".speedscope.json"),

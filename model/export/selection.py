@@ -59,8 +59,13 @@ def _thread_ids(profile: Profile, thread: str, pids) -> list[int]:
 
 
 def select(profile: Profile, pid: int | None = None, thread: str | None = None, t_from: float | None = None,
-           t_to: float | None = None, phase: str | None = None, phases: list[Phase] | None = None) -> Selection:
-    """The rows of `profile` that the options keep; `t_from`/`t_to` are seconds from the run's start."""
+           t_to: float | None = None, phase: str | None = None, phases: list[Phase] | None = None,
+           with_phases: bool = True) -> Selection:
+    """The rows of `profile` that the options keep; `t_from`/`t_to` are seconds from the run's start.
+
+    `phases` are the profile's phases when the caller has them already; with
+    `with_phases` false and no `phase` asked for, they are not looked for.
+    """
     if t_from is not None and t_to is not None and t_from > t_to:
         raise SelectionError(f"--from {t_from:g} is after --to {t_to:g}")
     start = profile.meta.start_time
@@ -77,7 +82,7 @@ def select(profile: Profile, pid: int | None = None, thread: str | None = None, 
         t0 = None if t_from is None else start + t_from
         t1 = None if t_to is None else start + t_to
         mask = tl.select(t0, t1, pids, tids)
-        if phases is None and (phase is not None or len(tl)):
+        if phases is None and (phase is not None or (with_phases and len(tl))):
             phases = profile_phases(profile)
         phases = phases or []
         if phase is not None:

@@ -67,7 +67,7 @@ def document(profile: Profile, selection: Selection) -> dict:
         "shared": {"frames": shared},
         "profiles": profiles,
         "name": f"gradetop: {command}",
-        "activeProfileIndex": 0,
+        "activeProfileIndex": 0 if profiles else None,
         "exporter": f"gradetop@{__version__}",
     }
 
