@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
+import subprocess
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -236,6 +239,21 @@ def test_pprof_labels_say_pid_thread_phase_and_role():
     assert seen[(100, 100, "MainThread (100)", "main")] == {None, "train"}
     assert seen[(100, 101, "worker (101)", "main")] == {None}
     assert seen[(200, 200, "MainThread (200)", "child")] == {None}
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="needs Go's own pprof (go tool pprof) to read the file")
+def test_go_tool_pprof_reads_the_export(tmp_path):
+    path = tmp_path / "demo.pb.gz"
+    path.write_bytes(export("pprof", demo()))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    top = subprocess.run(["go", "tool", "pprof", "-top", str(path)], capture_output=True, text=True, timeout=120, env=env)
+    assert top.returncode == 0, top.stderr
+    assert "Type: cpu" in top.stdout and "forward" in top.stdout
+    assert "not available" not in top.stderr
+    tags = subprocess.run(["go", "tool", "pprof", "-tags", str(path)], capture_output=True, text=True, timeout=120,
+                          env=env)
+    for label in ("phase:", "pid:", "role:", "thread:", "tid:"):
+        assert label in tags.stdout
 
 
 # ---- the command -------------------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ def build(profile: Profile, selection: Selection) -> profile_pb2.Profile:
     out.duration_nanos = int(max(0.0, selection.t1 - selection.t0) * 1e9)
     out.comment.append(s(f"gradetop: {' '.join(profile.meta.command) or 'attached'}"))
 
+    # One mapping for the interpreter: pprof wants one per binary, and says so without it.
+    binary = profile.meta.command[0] if profile.meta.command else "python"
+    out.mapping.add(id=1, filename=s(binary), has_functions=True, has_filenames=True, has_line_numbers=True)
     functions: dict[int, int] = {}
     locations: dict[int, int] = {}
     with profile.lock:
@@ -77,7 +80,7 @@ def build(profile: Profile, selection: Selection) -> profile_pb2.Profile:
                     out.function.add(id=fn, name=s(name), system_name=s(name), filename=s(file),
                                      start_line=frames[fid].line)
                 loc = locations[fid] = len(locations) + 1
-                entry = out.location.add(id=loc)
+                entry = out.location.add(id=loc, mapping_id=1)
                 entry.line.add(function_id=fn, line=frames[fid].line)
             return loc
 
