@@ -101,7 +101,19 @@ SAMPLED_REQUIRED = {"type", "name", "unit", "startValue", "endValue", "samples",
 UNITS = {"none", "nanoseconds", "microseconds", "milliseconds", "seconds", "bytes"}
 
 
+SCHEMA = Path(__file__).parent / "data" / "speedscope-file-format-schema.json"
+"""speedscope's file-format-schema.json, as the speedscope 1.25.0 npm package ships it (MIT)."""
+
+
+@lru_cache(maxsize=1)
+def speedscope_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    return jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+
+
 def check_speedscope(doc: dict) -> None:
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in speedscope_validator().iter_errors(doc)]
+    assert not errors, errors[:5]
     assert FILE_REQUIRED <= doc.keys()
     assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json"
     frames = doc["shared"]["frames"]

@@ -62,14 +62,16 @@ def document(profile: Profile, selection: Selection) -> dict:
                     "weights": [round(w, 9) for w in weights.tolist()],
                 })
     command = " ".join(profile.meta.command) or "attached"
-    return {
+    doc = {
         "$schema": SCHEMA,
         "shared": {"frames": shared},
         "profiles": profiles,
         "name": f"gradetop: {command}",
-        "activeProfileIndex": 0 if profiles else None,
         "exporter": f"gradetop@{__version__}",
     }
+    if profiles:
+        doc["activeProfileIndex"] = 0  # a number or absent: the schema has no null (py-spy writes null)
+    return doc
 
 
 def render(profile: Profile, selection: Selection) -> bytes:
