@@ -11,17 +11,17 @@ from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import gradetop, one_line
 from export_helpers import COUNTS, small_profile
-from gradetop.model.export import FORMATS, render
-from gradetop.model.export import profile_pb2
+from gradetop.model.export import FORMATS, profile_pb2, render
 from gradetop.model.export.chrometrace import PHASE_TID_BASE
 from gradetop.model.export.selection import SelectionError, select
 from gradetop.model.report import build_report
 from gradetop.model.snapshot import load
+from model_helpers import profile_from, records
 
 DEMO = Path(__file__).parent / "data" / "demo.gtop"
 
@@ -324,11 +324,6 @@ def test_bad_input_files_are_one_line(content, words, no_traceback, tmp_path):
 
 
 # ---- properties ------------------------------------------------------------------------------------------
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from model_helpers import profile_from, records  # noqa: E402
-
 
 @settings(max_examples=40, deadline=None)
 @given(records(), st.floats(-1, 8), st.floats(0, 8))
