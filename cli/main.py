@@ -28,7 +28,7 @@ SUBCOMMANDS = [
     ("demo", "watch the embedded demo workflow live (no GPU, no download)", demo.add_arguments, demo.run),
     ("run", "run a command and watch it live", live.add_run_arguments, live.run),
     ("attach", "watch a running process live (no PID: pick one)", live.add_attach_arguments, live.attach),
-    ("open", "browse a saved snapshot", live.add_open_arguments, live.open_file),
+    ("open", "browse a saved snapshot or py-spy file (--diff B: a diff flame)", live.add_open_arguments, live.open_file),
 ]
 
 
