@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from gradetop.cli.errors import UserError, say
@@ -23,7 +24,8 @@ def add_attach_arguments(parser) -> None:
 
 
 def add_open_arguments(parser) -> None:
-    parser.add_argument("file", metavar="FILE", help="a snapshot to browse")
+    parser.add_argument("file", metavar="FILE", help="a snapshot (or a py-spy raw / speedscope file) to browse")
+    parser.add_argument("--diff", metavar="B", help="show a diff flame of FILE against B: red where B spent more time")
 
 
 def interactive() -> bool:
@@ -92,7 +94,20 @@ def open_file(args) -> int:
     from gradetop.model.source import FileSource
 
     require_terminal("open")
-    run_app(FileSource(load_or_fail(args.file), args.file))
+    profile = load_or_fail(args.file)
+    if args.diff:
+        return open_diff(profile, args.file, args.diff)
+    run_app(FileSource(profile, args.file))
+    return 0
+
+
+def open_diff(profile, path: str, other: str) -> int:
+    from gradetop.cli.report import load_or_fail
+    from gradetop.model.diff import union_tree
+    from gradetop.tui.diff_app import DiffApp
+
+    other_profile = load_or_fail(other)
+    DiffApp(union_tree(profile, other_profile), os.path.basename(path), os.path.basename(other)).run()
     return 0
 
 

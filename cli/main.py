@@ -7,7 +7,7 @@ import os
 import sys
 
 from gradetop._version import __version__
-from gradetop.cli import demo, dump, live, record, report
+from gradetop.cli import demo, diff, dump, export, live, record, report
 from gradetop.cli.errors import EXIT_USAGE, UserError, say
 
 
@@ -22,11 +22,13 @@ class Parser(argparse.ArgumentParser):
 SUBCOMMANDS = [
     ("record", "sample a workflow headless and write a snapshot", record.add_arguments, record.run),
     ("report", "summarise a snapshot (text or --json)", report.add_arguments, report.run),
+    ("export", "write a snapshot as speedscope, collapsed stacks, Chrome trace or pprof", export.add_arguments, export.run),
+    ("diff", "compare two runs: time per function and per phase, and the change", diff.add_arguments, diff.run),
     ("dump", "every thread's stack now, and which are stuck (as py-spy dump, watched)", dump.add_arguments, dump.run),
     ("demo", "watch the embedded demo workflow live (no GPU, no download)", demo.add_arguments, demo.run),
     ("run", "run a command and watch it live", live.add_run_arguments, live.run),
     ("attach", "watch a running process live (no PID: pick one)", live.add_attach_arguments, live.attach),
-    ("open", "browse a saved snapshot", live.add_open_arguments, live.open_file),
+    ("open", "browse a saved snapshot or py-spy file (--diff B: a diff flame)", live.add_open_arguments, live.open_file),
 ]
 
 

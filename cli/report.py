@@ -10,11 +10,13 @@ from gradetop.cli.errors import UserError, say
 from gradetop.cli.progress import progress_bar
 from gradetop.model.report import build_report, format_report
 from gradetop.model.rules import RulesError, load_rules
-from gradetop.model.snapshot import SnapshotError, load
+from gradetop.model.imports import load_any
+from gradetop.model.snapshot import SnapshotError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("file", metavar="FILE", help="a snapshot written by gradetop record / run / demo")
+    parser.add_argument("file", metavar="FILE",
+                        help="a snapshot written by gradetop record / run / demo, or a py-spy raw / speedscope file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--top", type=int, default=20, metavar="N", help="functions listed in the text report (default 20)")
     parser.add_argument("--phases", metavar="RULES.toml", help="phase rules to apply (default: those recorded with the file)")
@@ -24,10 +26,11 @@ def add_arguments(parser) -> None:
 
 
 def load_or_fail(path: str):
-    """Load a snapshot; damage it survived is a warning line each, damage it cannot is a UserError."""
+    """A snapshot, or a py-spy raw / speedscope file read into a Profile. Damage it survived is a warning line
+    each; a file it cannot read is one line and exit 1."""
     try:
         with progress_bar(f"reading {os.path.basename(path)}") as progress:
-            profile = load(path, progress=progress)
+            profile = load_any(path, progress=progress)
     except SnapshotError as exc:
         raise UserError(str(exc)) from None
     for warning in profile.warnings:

@@ -177,6 +177,10 @@ class FlameView(ScrollView, can_focus=True):
             return Strip.blank(width)
         return self.render_row(row_index, width)
 
+    def box_style_for(self, node: int) -> Style:
+        """A box's colours: stable per file here; a subclass colours by something else (the diff flame)."""
+        return box_style(self.node_file(node) or "all", selected=node == self.selected, matched=self.matches(node))
+
     def render_row(self, row_index: int, width: int) -> Strip:
         segments: list[Segment] = []
         x = 0
@@ -186,9 +190,7 @@ class FlameView(ScrollView, can_focus=True):
             span = box.x1 - box.x0
             label = self.node_label(box.node)
             text = (" " + label)[:span].ljust(span) if span > 1 else "▏"
-            style = box_style(self.node_file(box.node) or "all", selected=box.node == self.selected,
-                              matched=self.matches(box.node))
-            segments.append(Segment(text, style))
+            segments.append(Segment(text, self.box_style_for(box.node)))
             x = box.x1
         if x < width:
             segments.append(Segment(" " * (width - x), BLANK))
