@@ -168,7 +168,7 @@ class Session:
     @property
     def writing_to(self) -> str | None:
         """The file the recording streams to, while it does."""
-        if self.writer is None or self.writer.error is not None:
+        if self.writer is None or self.writer.error is not None or self.writer.closed:
             return None
         return self.path
 
