@@ -92,13 +92,12 @@ class GradetopApp(App):
     lanes_by_thread: reactive[bool] = reactive(False, init=False)
     """Timeline lanes per thread instead of per process."""
 
-    def __init__(self, source: Source, refresh_s: float = 1.0, save_path: str | None = None) -> None:
+    def __init__(self, source: Source, refresh_s: float = 1.0) -> None:
         super().__init__()
         self.source = source
         options = source.profile.meta.options
         rules = parse_rules({"phase": options["phase_rules"]}) if options.get("phase_rules") else ()
         self.refresh_s = refresh_s
-        self.save_path = save_path
         self.refresher = Refresher(source, lambda picture: self.post_message(PictureReady(picture)), rules,
                                    every_s=refresh_s)
         self.picture: Picture | None = None
@@ -111,10 +110,6 @@ class GradetopApp(App):
     @property
     def last_view(self) -> ViewData | None:
         return self.picture.view if self.picture is not None else None
-
-    @property
-    def stuck(self) -> int:
-        return self.picture.stuck if self.picture is not None else 0
 
     # ---- layout ----------------------------------------------------------------
 
@@ -366,7 +361,7 @@ class GradetopApp(App):
         profile = self.source.profile
         # Named apart from the recording itself (gradetop-<pid>-<time>.gtop), which it must never replace.
         stamp = time.strftime('%Y%m%d-%H%M%S')
-        path = self.save_path or f"gradetop-{profile.meta.target_pid or os.getpid()}-{stamp}-saved.gtop"
+        path = f"gradetop-{profile.meta.target_pid or os.getpid()}-{stamp}-saved.gtop"
         self.save_snapshot(path)
 
     @work(thread=True, group="save")
