@@ -98,6 +98,8 @@ class GradetopApp(App):
         options = source.profile.meta.options
         rules = parse_rules({"phase": options["phase_rules"]}) if options.get("phase_rules") else ()
         self.refresh_s = refresh_s
+        self.save_path: str | None = None
+        """Where `s` saves; None: a new gradetop-<pid>-<time>-saved.gtop in the current folder."""
         self.refresher = Refresher(source, lambda picture: self.post_message(PictureReady(picture)), rules,
                                    every_s=refresh_s)
         self.picture: Picture | None = None
@@ -361,7 +363,7 @@ class GradetopApp(App):
         profile = self.source.profile
         # Named apart from the recording itself (gradetop-<pid>-<time>.gtop), which it must never replace.
         stamp = time.strftime('%Y%m%d-%H%M%S')
-        path = f"gradetop-{profile.meta.target_pid or os.getpid()}-{stamp}-saved.gtop"
+        path = self.save_path or f"gradetop-{profile.meta.target_pid or os.getpid()}-{stamp}-saved.gtop"
         self.save_snapshot(path)
 
     @work(thread=True, group="save")
