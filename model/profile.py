@@ -18,6 +18,8 @@ import numpy as np
 
 from gradetop._version import __version__
 from gradetop.model.calltree import CallTree, build_tree
+from gradetop.model.gpu import GpuModel
+from gradetop.model.gpu_records import GPU_RECORDS
 from gradetop.model.processes import ProcessInfo, ThreadInfo
 from gradetop.model.records import (
     OutputLine,
@@ -88,6 +90,8 @@ class Profile:
         self.output: deque[OutputLine] = deque(maxlen=OUTPUT_LINES_KEPT)
         self.marks: list[PhaseMark] = []
         """Phase markers from the workflow, in arrival order."""
+        self.gpu = GpuModel()
+        """GPUs and the host the job runs on (model.gpu)."""
         self.lock = threading.RLock()
         self._recent_active: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self.last_resource_time = 0.0
@@ -113,6 +117,8 @@ class Profile:
                 self.output.append(record)
             elif isinstance(record, PhaseMark):
                 self.marks.append(record)
+            elif isinstance(record, GPU_RECORDS):
+                self.gpu.ingest(record)
             else:
                 raise TypeError(f"not a collector record: {type(record).__name__}")
 
@@ -268,4 +274,4 @@ class Profile:
 
     @property
     def nbytes(self) -> int:
-        return self.timeline.nbytes + self.process_series.nbytes + self.thread_series.nbytes
+        return self.timeline.nbytes + self.process_series.nbytes + self.thread_series.nbytes + self.gpu.nbytes

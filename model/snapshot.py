@@ -16,6 +16,7 @@ from collections import deque
 import msgpack
 import numpy as np
 
+from gradetop.model.gpu import GpuModel
 from gradetop.model.processes import ProcessInfo, ThreadInfo
 from gradetop.model.profile import OUTPUT_LINES_KEPT, Profile, ProfileMeta
 from gradetop.model.records import OutputLine, PhaseMark, SamplerNote
@@ -76,6 +77,7 @@ def to_chunks(profile: Profile) -> tuple[dict, list[dict]]:
             "notes": [[n.t, n.pid, n.kind, n.message] for n in profile.notes],
             "output": [[o.t, o.stream, o.text] for o in profile.output],
             "marks": [[m.t, m.pid, m.tid, m.kind, m.name] for m in profile.marks],
+            "gpu": profile.gpu.to_dict(),
         }
     header = {"format": FORMAT, "version": VERSION, "gradetop": profile.meta.gradetop_version}
     return header, [body]
@@ -182,5 +184,6 @@ def _profile_from_chunk(chunk: dict) -> Profile:
     profile.notes = [SamplerNote(*n) for n in chunk.get("notes", [])]
     profile.output = deque((OutputLine(*o) for o in chunk.get("output", [])), maxlen=OUTPUT_LINES_KEPT)
     profile.marks = [PhaseMark(*m) for m in chunk.get("marks", [])]
+    profile.gpu = GpuModel.from_dict(chunk.get("gpu"))
     return profile
 
