@@ -25,6 +25,8 @@ IDLE_UTIL = 5.0
 MAX_GAP_S = 5.0
 """A gap between readings longer than this (a stalled sampler) adds no energy or idle time."""
 STATUSES_KEPT = 500
+THIN_EVERY = 2_000
+"""New rows between thinnings: a few hundred kB per device at most before old readings are thinned."""
 
 F32, F64, I64 = np.float32, np.float64, np.int64
 DEVICE_COLUMNS = {
@@ -126,7 +128,7 @@ class GpuModel:
             throttle=r.throttle, sm_active=r.sm_active, sm_occupancy=r.sm_occupancy, tensor_active=r.tensor_active,
             dram_bw=r.dram_bw, energy_j=energy, busy_s=busy, idle_s=idle, known_s=known, sm_s=sm, sm_known_s=sm_known,
         )
-        series.thin()
+        series.thin(THIN_EVERY)
 
     def _ingest_processes(self, batch: GpuBatch) -> None:
         by_device: dict[int, list] = {}
@@ -140,7 +142,7 @@ class GpuModel:
                           driver_pid=np.array([p.driver_pid for p in procs]),
                           mem_bytes=np.array([p.mem_bytes for p in procs]),
                           sm_util=np.array([p.sm_util for p in procs], dtype=np.float32))
-            series.thin()
+            series.thin(THIN_EVERY)
 
     def _ingest_host(self, r: HostReading) -> None:
         cores = r.cpu_percent or (float("nan"),)
@@ -149,7 +151,7 @@ class GpuModel:
                          load1=r.load1, mem_used=r.mem_used, mem_total=r.mem_total, swap_used=r.swap_used,
                          swap_total=r.swap_total, disk_read=r.disk_read_bytes, disk_write=r.disk_write_bytes,
                          net_recv=r.net_recv_bytes, net_sent=r.net_sent_bytes)
-        self.host.thin()
+        self.host.thin(THIN_EVERY)
 
     # ---- questions --------------------------------------------------------------------------
 

@@ -66,9 +66,10 @@ def classify(frames, line_of=linecache.getline) -> tuple[str | None, str]:
     """('sync' | 'comm' | 'input' | None, where) for one root-first stack of model frames."""
     tuples = [(f.function, f.file, f.line) for f in frames]
     python = [i for i, f in enumerate(tuples) if not is_native(f)]
-    if any(any(n in f[0] for n in SYNC_NATIVE) for f in tuples[python[-1] + 1:] if python):
-        top = tuples[python[-1]]
-        return "sync", _where(top, line_of)
+    if not python:
+        return None, ""
+    if any(any(n in f[0] for n in SYNC_NATIVE) for f in tuples[python[-1] + 1:]):
+        return "sync", _where(tuples[python[-1]], line_of)
     for i in reversed(python[-SYNC_DEPTH:]):
         function, file, line = tuples[i]
         text = line_of(file, line).strip() if file else ""
