@@ -65,7 +65,8 @@ class DeviceWindow:
     sm_active_mean: float | None
     """None where the device has no GPM (only the coarser utilisation exists)."""
     mem_peak: int
-    energy_j: float
+    energy_j: float | None
+    """None where the device does not report its power draw."""
     idle_s: float
 
 
@@ -192,6 +193,7 @@ class GpuModel:
         util = s.util[inside]
         finite = util[np.isfinite(util)]
         mem = s.mem_used[inside]
+        power_known = bool(np.isfinite(s.power_w[inside]).any())
         return DeviceWindow(
             index=index,
             seconds=known,
@@ -199,7 +201,7 @@ class GpuModel:
             util_max=float(finite.max()) if len(finite) else None,
             sm_active_mean=100.0 * grew("sm_s") / sm_known if sm_known > 0 else None,
             mem_peak=int(mem.max()) if len(mem) else -1,
-            energy_j=grew("energy_j"),
+            energy_j=grew("energy_j") if power_known else None,
             idle_s=grew("idle_s"),
         )
 

@@ -57,7 +57,7 @@ class PhaseGpu:
     sm_active_mean: float | None
     memory_peak: int
     idle_s: float
-    energy_j: float
+    energy_j: float | None
     verdict_kind: str = ""
     verdict: str = ""
 
@@ -109,7 +109,7 @@ def phase_gpu(profile: Profile, cost: PhaseCost, cache: dict | None = None) -> P
         sm_active_mean=float(np.mean(sms)) if sms else None,
         memory_peak=max(w.mem_peak for w in windows),
         idle_s=float(np.mean([w.idle_s for w in windows])),
-        energy_j=float(sum(w.energy_j for w in windows)),
+        energy_j=None if all(w.energy_j is None for w in windows) else float(sum(w.energy_j or 0.0 for w in windows)),
     )
     kind, words = verdict(profile, cost, windows, figures, cache if cache is not None else {})
     return PhaseGpu(**{**figures.__dict__, "verdict_kind": kind, "verdict": words})
