@@ -19,6 +19,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Footer, Log, Tab, Tabs
 
+from gradetop.model.gpu_picture import GpuPicture, gpu_picture
 from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phase_summary import PhaseGroup, summarize
 from gradetop.model.phases import PhaseCost, PhaseLane, all_phases, phase_lanes
@@ -27,6 +28,7 @@ from gradetop.model.snapshot import save
 from gradetop.model.threads import ThreadRow, thread_rows
 from gradetop.model.views import TimelineData, ViewData, ViewFilter, timeline_data, view_data
 from gradetop.tui.flame_panel import FlamePanel
+from gradetop.tui.gpu_panel import GpuPanel
 from gradetop.tui.header import StatusHeader
 from gradetop.tui.phase_table import PhaseTable
 from gradetop.tui.processes import ProcessTable
@@ -36,7 +38,7 @@ from gradetop.tui.screens import HelpScreen, QuitScreen
 from gradetop.tui.timeline import TimelineView
 from gradetop.tui.top import TopTable
 
-PANELS = ("flame", "top", "timeline", "phases", "threads", "processes", "output")
+PANELS = ("flame", "top", "timeline", "phases", "threads", "processes", "output", "gpu")
 WINDOWS = (None, 10.0, 60.0, 300.0)
 WIDE = (150, 42)
 """From this size up, every panel shows at once; below it, panels are tabs."""
@@ -51,8 +53,9 @@ class ViewReady(Message):
     """A new picture of the profile, computed off the UI thread."""
 
     def __init__(self, view: ViewData, timeline: TimelineData, phases: list[PhaseGroup],
-                 lanes: list[PhaseLane], threads: list[ThreadRow]) -> None:
+                 lanes: list[PhaseLane], threads: list[ThreadRow], gpu: GpuPicture | None = None) -> None:
         super().__init__()
+        self.gpu = gpu
         self.threads = threads
         self.view = view
         self.timeline = timeline
@@ -133,6 +136,7 @@ class GradetopApp(App):
                     yield ThreadTable(id="threads", classes="panel")
                     yield ProcessTable(id="processes", classes="panel")
                     yield Log(id="output", classes="panel", max_lines=5000)
+                    yield GpuPanel(id="gpu", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -163,8 +167,8 @@ class GradetopApp(App):
         for name in PANELS:
             self.panel_widget(name).display = not narrow or name == active
         self.query_one("#middle").display = not narrow or active in ("top", "phases")
-        self.query_one("#bottom").display = not narrow or active in ("timeline", "threads", "processes", "output")
-        self.query_one("#side").display = not narrow or active in ("threads", "processes", "output")
+        self.query_one("#bottom").display = not narrow or active in ("timeline", "threads", "processes", "output", "gpu")
+        self.query_one("#side").display = not narrow or active in ("threads", "processes", "output", "gpu")
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         name = event.tab.id.removeprefix("tab-")
@@ -236,7 +240,8 @@ class GradetopApp(App):
         phases = [c.phase for c in self._phases]
         groups = summarize(self._phases, profile.duration_s)
         lanes = phase_lanes(phases, timeline.t0, timeline.t1, timeline.bins, self.phase_depth)
-        self.post_message(ViewReady(view, timeline, groups, lanes, thread_rows(profile)))
+        gpu = gpu_picture(profile, timeline.t0, timeline.t1, timeline.bins)
+        self.post_message(ViewReady(view, timeline, groups, lanes, thread_rows(profile), gpu))
 
     def on_view_ready(self, message: ViewReady) -> None:
         if self.frozen:
@@ -246,8 +251,9 @@ class GradetopApp(App):
         try:
             self.query_one(FlamePanel).show(message.view)
             self.query_one(TopTable).show(message.view)
-            self.query_one(ProcessTable).show(message.view.processes)
-            self.query_one(TimelineView).show(message.timeline, message.lanes)
+            self.query_one(ProcessTable).show(message.view.processes, message.gpu)
+            self.query_one(TimelineView).show(message.timeline, message.lanes, message.gpu)
+            self.query_one(GpuPanel).show(message.gpu)
             self.query_one(PhaseTable).show(message.phases)
             self.query_one(ThreadTable).show(message.threads)
         except NoMatches:
@@ -286,6 +292,7 @@ class GradetopApp(App):
         rate = profile.achieved_rate_hz
         expected = int(sum(p.sampled_s for p in profile.processes.values()) * meta.rate_hz)
         ticks = sum(p.ticks for p in profile.processes.values())
+        gpu = self.query_one(GpuPanel).picture
         self.query_one(StatusHeader).show(
             title=self.source.title,
             elapsed=profile.duration_s,
@@ -297,6 +304,7 @@ class GradetopApp(App):
             frozen=self.frozen,
             filter_text=(view.filter if view else self.filter).describe(),
             alert=f"{self.stuck} STUCK THREAD{'S' if self.stuck > 1 else ''} (5)" if self.stuck else "",
+            gpu=gpu.headline() if gpu is not None and (gpu.devices or profile.gpu.state) else "",
         )
 
     def set_filter(self, **changes) -> None:

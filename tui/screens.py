@@ -12,7 +12,7 @@ HELP = """\
 [b]gradetop[/b] — keys (the footer shows those of the focused view)
 
 [b]everywhere[/b]
-  1-7 / Tab   flame, top, timeline, phases, threads, processes, output
+  1-8 / Tab   flame, top, timeline, phases, threads, processes, output, gpu
   t           cycle: all threads merged / one process / one thread
   w           time window: whole run / last 10 s / 60 s / 5 min
   i           count idle time too (wall time), or active time only
