@@ -222,7 +222,8 @@ class GpuModel:
                 util = util[np.isfinite(util)]
                 out.append({"index": index, "pid": key[0] if key[0] >= 0 else None, "driver_pid": key[1],
                             "memory_peak_bytes": int(s.mem_bytes[mask].max()),
-                            "sm_util_mean": round(float(util.mean()), 2) if len(util) else None})
+                            "sm_util_mean": round(float(util.mean()), 2) if len(util) else None,
+                            "sm_util_max": round(float(util.max()), 2) if len(util) else None})
         return out
 
     @property

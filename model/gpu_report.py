@@ -76,6 +76,7 @@ def add_phase_gpu(profile: Profile, costs: list[PhaseCost], entries: list[dict])
         g = phase_gpu(profile, cost, cache)
         entry.update({
             "gpu_util_mean": _r(g.util_mean) if g else None,
+            "gpu_util_max": _r(g.util_max) if g else None,
             "gpu_sm_active_mean": _r(g.sm_active_mean) if g else None,
             "gpu_memory_peak_bytes": g.memory_peak if g else None,
             "gpu_idle_s": _r(g.idle_s, 3) if g else None,

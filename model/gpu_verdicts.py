@@ -54,6 +54,7 @@ class PhaseGpu:
 
     devices: tuple[int, ...]
     util_mean: float | None
+    util_max: float | None
     sm_active_mean: float | None
     memory_peak: int
     idle_s: float
@@ -106,6 +107,7 @@ def phase_gpu(profile: Profile, cost: PhaseCost, cache: dict | None = None) -> P
     figures = PhaseGpu(
         devices=tuple(w.index for w in windows),
         util_mean=float(np.mean(utils)) if utils else None,
+        util_max=max((w.util_max for w in windows if w.util_max is not None), default=None),
         sm_active_mean=float(np.mean(sms)) if sms else None,
         memory_peak=max(w.mem_peak for w in windows),
         idle_s=float(np.mean([w.idle_s for w in windows])),

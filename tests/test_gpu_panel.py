@@ -112,3 +112,25 @@ def test_gpu_panel_in_the_app_at_80x24():
             app.exit()
 
     asyncio.run(main())
+
+
+def test_no_driver_is_one_sentence_in_the_header_and_the_panel():
+    from gradetop.model.gpu_records import GpuStatus
+
+    profile = load(DEMO)
+    sentence = "GPU: no NVIDIA driver found (libnvidia-ml.so.1 missing)"
+    profile.ingest(GpuStatus(profile.meta.start_time, "no-driver", sentence))
+
+    async def main():
+        app = GradetopApp(FileSource(profile, str(DEMO)), refresh_s=3600)
+        async with app.run_test(size=(160, 48)) as pilot:
+            panel = app.query_one(GpuPanel)
+            await until(pilot, lambda: panel.picture is not None, "a GPU picture")
+            app.update_header()
+            await pilot.pause(0.05)
+            assert sentence in str(app.query_one("#header").render())
+            body = str(app.query_one("#gpu-body").render())
+            assert body.count("GPU: ") == 1 and sentence in body and "Host" not in body
+            app.exit()
+
+    asyncio.run(main())
