@@ -129,14 +129,21 @@ class GpuSampler(Background):
         self._open = True
         try:
             count = nvml.nvmlDeviceGetCount()
-            for index in range(count):
-                self.devices.append(self._describe(index))
-            driver = nvml.nvmlSystemGetDriverVersion()
+            driver = self._quiet(nvml.nvmlSystemGetDriverVersion) or "version unknown"
         except nvml.NVMLError as exc:
             self.close()
-            return self._status("error", f"GPU: NVML could not list the devices ({exc})")
+            return self._status("error", f"GPU: NVML could not count the devices ({exc})")
+        for index in range(count):
+            try:
+                self.devices.append(self._describe(index))
+            except nvml.NVMLError as exc:
+                # One bad device (lost, reset, locked) leaves the others readable.
+                self._status("lost" if isinstance(exc, nvml.NVMLError_GpuIsLost) else "unsupported",
+                             f"GPU {index}: cannot be read ({exc}); left out", index)
         if not self.devices:
             self.close()
+            if count:
+                return self._status("error", f"GPU: none of the {count} devices could be read")
             return self._status("no-devices", f"GPU: the NVIDIA driver ({driver}) sees no devices")
         names = sorted({d.name for d in self.devices})
         s = "s" if len(self.devices) > 1 else ""
@@ -156,8 +163,9 @@ class GpuSampler(Background):
         nvml = self.nvml
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
         limit = self._quiet(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+        memory = self._quiet(nvml.nvmlDeviceGetMemoryInfo, handle)
         dev = _Device(index, handle, nvml.nvmlDeviceGetUUID(handle), nvml.nvmlDeviceGetName(handle),
-                      int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+                      -1 if memory is None else int(memory.total),
                       NAN if limit is None else limit / 1000.0, self._mig(handle))
         support = self._quiet(nvml.nvmlGpmQueryDeviceSupport, handle)
         if support is not None and support.isSupportedDevice:

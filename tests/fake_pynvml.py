@@ -24,6 +24,7 @@ GRADETOP_NVML_MODULE=fake_pynvml (tests/ on PYTHONPATH).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import time
@@ -63,23 +64,16 @@ DEFAULT_STATE = {"util": 0, "mem_util": 0, "mem_used": 512 * 1024**2, "power_mw"
 _script: dict | None = None
 _clock = time.monotonic
 _t0: float | None = None
-calls: dict[str, int] = {}
-"""How often each function was called (the benchmark and tests read it)."""
 
 
 def configure(script: dict | None, clock=time.monotonic) -> None:
     global _script, _clock, _t0
     _script, _clock, _t0 = script, clock, None
-    calls.clear()
 
 
 class _Handle:
     def __init__(self, index: int, mig: int = -1) -> None:
         self.index, self.mig = index, mig
-
-
-def _count(name: str) -> None:
-    calls[name] = calls.get(name, 0) + 1
 
 
 def _load() -> dict:
@@ -91,6 +85,8 @@ def _load() -> dict:
 
 
 def _device(handle: _Handle) -> dict:
+    """The device's script; every call on a lost device raises GpuIsLost, as the driver's do."""
+    _state(handle)
     devices = _load().get("devices") or [{}]
     return {**DEFAULT_DEVICE, **devices[handle.index]}
 
@@ -121,7 +117,6 @@ def _value(handle: _Handle, metric: str):
 
 def nvmlInit() -> None:
     global _t0
-    _count("nvmlInit")
     error = _load().get("init_error")
     if error:
         raise getattr(_real, f"NVMLError_{error}")(getattr(_real, _ERROR_CODES[error]))
@@ -134,7 +129,6 @@ _ERROR_CODES = {"LibraryNotFound": "NVML_ERROR_LIBRARY_NOT_FOUND", "DriverNotLoa
 
 def nvmlShutdown() -> None:
     global _t0
-    _count("nvmlShutdown")
     _t0 = None
 
 
@@ -164,13 +158,11 @@ def nvmlDeviceGetUUID(handle: _Handle) -> str:
 
 
 def nvmlDeviceGetMemoryInfo(handle: _Handle, version=None):
-    _count("nvmlDeviceGetMemoryInfo")
     total, used = _device(handle)["memory_total"], int(_value(handle, "mem_used"))
     return _real.c_nvmlMemory_t(total, total - used, used)
 
 
 def nvmlDeviceGetUtilizationRates(handle: _Handle):
-    _count("nvmlDeviceGetUtilizationRates")
     if "util" in _device(handle)["unsupported"]:
         raise NVMLError(_real.NVML_ERROR_NOT_SUPPORTED)
     state = _state(handle)
@@ -226,16 +218,23 @@ def nvmlGpmQueryDeviceSupport(device: _Handle):
     return support
 
 
+_samples: dict[int, list] = {}
+"""Address of each allocated GPM sample -> [the sample, the device it was last taken on]."""
+
+
 def nvmlGpmSampleAlloc():
-    return _real.c_nvmlGpmSample_t()
+    sample = ctypes.pointer(_real.struct_c_nvmlGpmSample_t())  # c_nvmlGpmSample_t, as the real one returns
+    _samples[ctypes.addressof(sample.contents)] = [sample, None]
+    return sample
 
 
 def nvmlGpmSampleFree(gpmSample) -> None:
-    _count("nvmlGpmSampleFree")
+    _samples.pop(ctypes.addressof(gpmSample.contents), None)
 
 
 def nvmlGpmSampleGet(device: _Handle, gpmSample):
     _state(device)
+    _samples[ctypes.addressof(gpmSample.contents)][1] = device
     return gpmSample
 
 
@@ -244,10 +243,8 @@ _GPM = {NVML_GPM_METRIC_SM_UTIL: "sm_active", NVML_GPM_METRIC_SM_OCCUPANCY: "sm_
 
 
 def nvmlGpmMetricsGet(metricsGet):
-    # The real call reads the device from the samples; this fake has one GPM device: the first with gpm.
-    devices = _load().get("devices") or [{}]
-    index = next((i for i, d in enumerate(devices) if {**DEFAULT_DEVICE, **d}["gpm"]), 0)
-    state = _state(_Handle(index))
+    # As the real call, the device is the one the samples were taken on.
+    state = _state(_samples[ctypes.addressof(metricsGet.sample2.contents)][1])
     for i in range(metricsGet.numMetrics):
         metric = metricsGet.metrics[i]
         metric.value = float(state[_GPM[metric.metricId]])
@@ -265,7 +262,6 @@ def _our_processes(handle: _Handle) -> list[int]:
 
 
 def nvmlDeviceGetComputeRunningProcesses(handle: _Handle):
-    _count("nvmlDeviceGetComputeRunningProcesses")
     _state(handle)
     memory = int(_load().get("process_memory", 1024**3))
     return [_real.nvmlStructToFriendlyObject(_real.c_nvmlProcessInfo_v3_t(pid, memory, 0xFFFFFFFF, 0xFFFFFFFF))

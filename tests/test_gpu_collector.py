@@ -212,3 +212,12 @@ def test_memory_stays_bounded_at_10_hz():
     assert len(model.series[0]) < 9_500
     assert len(model.processes[0]) < 2 * 9_500
     assert model.nbytes < 8 * 1024**2
+
+
+def test_a_device_lost_before_the_first_reading_is_left_out_and_the_others_read():
+    run = Run({"devices": [{}, {}], "timeline": [{"lost": [0]}]})
+    assert run.opened
+    run.step(2)
+    assert [d.index for d in run.batches[-1].devices] == [1]
+    said = [s for s in run.statuses if s.index == 0]
+    assert said[0].state == "lost" and "GPU 0: cannot be read" in said[0].message
