@@ -3,7 +3,8 @@
 Contract (report --json): `gpus` [{index, uuid, name, memory_total_bytes,
 util_mean, util_max, sm_active_mean|null, memory_peak_bytes, energy_j, ...}],
 `gpu_status` (one sentence when gpus is empty or partial, else null),
-`gpu_processes`, `host` (cpu, memory, disk, net summaries or null), and per
+`gpu_processes`, `host_resources` (cpu, memory, disk, net summaries or null:
+`host` already names the machine), and per
 phase `gpu_util_mean`, `gpu_memory_peak_bytes`, `gpu_idle_s`, `gpu_verdict`.
 """
 
@@ -37,7 +38,7 @@ def gpu_section(profile: Profile) -> dict:
             "idle_s": _r(w.idle_s, 3) if w else None, "mig": facts.mig or None, "lost": facts.lost,
         })
     return {"gpus": gpus, "gpu_status": gpu.sentence(), "gpu_processes": gpu.process_peaks(),
-            "host": host_summary(profile)}
+            "host_resources": host_summary(profile)}
 
 
 def host_summary(profile: Profile) -> dict | None:
@@ -116,7 +117,7 @@ def format_gpu(report: dict, width: int = 100) -> list[str]:
             seen.add(p["type"])
             lines += textwrap.wrap(f"{p['type']}: {p['gpu_verdict']}", width, initial_indent="  ",
                                    subsequent_indent="      ")
-    host = report.get("host")
+    host = report.get("host_resources")
     if host:
         cpu, mem, disk, net = host["cpu"], host["memory"], host["disk"], host["net"]
         lines += ["", "Host"]

@@ -84,10 +84,11 @@ def test_report_lists_devices_processes_energy_and_host(tmp_path, ptrace):
     assert report["gpu_status"] is None
     job = [p for p in report["gpu_processes"] if p["pid"] is not None]
     assert job and job[0]["memory_peak_bytes"] == 1024**3
-    host = report["host"]
+    host = report["host_resources"]
     assert host["cpu"]["cores"] == os.cpu_count() and 0 <= host["cpu"]["mean_percent"] <= 100
     assert host["memory"]["total_bytes"] > host["memory"]["peak_used_bytes"] > 0
     assert set(host["disk"]) >= {"read_bytes", "write_bytes"} and set(host["net"]) >= {"recv_bytes", "sent_bytes"}
+    assert isinstance(report["host"], str)  # the machine's name, as before
     assert "GPU 0 NVIDIA H100 80GB HBM3" in text and "Host" in text and "energy" in text
 
 
@@ -99,7 +100,7 @@ def test_no_driver_is_one_sentence_and_nothing_else_changes(tmp_path, ptrace, no
     assert report["gpus"] == [] and report["gpu_status"] == sentence
     assert report["exit_code"] == 0 and report["samples"] > 50
     assert any(f["function"] == "main" for f in report["functions"])
-    assert report["host"] is not None and train(report)["gpu_verdict"] is None
+    assert report["host_resources"] is not None and train(report)["gpu_verdict"] is None
     assert sentence in text and text.count("GPU: ") == 1
 
 
