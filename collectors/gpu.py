@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gradetop.collectors.background import Background
+from gradetop.collectors.gpu_pids import driver_pid_map
 from gradetop.model.gpu_records import NAN, GpuBatch, GpuDeviceReading, GpuProcessReading, GpuStatus
 
 NVML_MODULE_ENV = "GRADETOP_NVML_MODULE"
@@ -33,33 +34,6 @@ GPM_METRICS = ("sm_active", "sm_occupancy", "tensor_active", "dram_bw")
 def load_nvml(name: str | None = None):
     """The NVML binding: `name`, else $GRADETOP_NVML_MODULE, else pynvml. Raises ImportError."""
     return importlib.import_module(name or os.environ.get(NVML_MODULE_ENV) or "pynvml")
-
-
-def read_nspid(pid: int) -> list[int]:
-    """The pids of `pid` in each pid namespace from /proc's down to its own (NSpid), [] if unreadable."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return [int(x) for x in line.split()[1:]]
-    except (OSError, ValueError):
-        pass
-    return []
-
-
-def driver_pid_map(watched: Iterable[int], read: Callable[[int], list[int]] = read_nspid) -> dict[int, int]:
-    """Driver pid -> our pid, for every watched process: its own pid and every pid NSpid lists for it.
-
-    The driver names processes by their pid in the host's namespace. Run on
-    the host (or with the host's /proc), NSpid lists that pid; run inside a
-    container without it, nothing matches, and the caller says so.
-    """
-    out: dict[int, int] = {}
-    for pid in watched:
-        out.setdefault(pid, pid)
-        for other in read(pid):
-            out.setdefault(other, pid)
-    return out
 
 
 @dataclass

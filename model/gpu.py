@@ -171,6 +171,10 @@ class GpuModel:
             which = ", ".join(f"GPU {d.index}" for d in lost)
             return f"GPU: {len(lost)} of {len(self.devices)} device{'s' if len(self.devices) > 1 else ''} " \
                    f"lost mid-run ({which}); readings stop where each was lost"
+        if any(s.state == "unmatched" for s in self.statuses) and \
+                not any(np.any(s.pid >= 0) for s in self.processes.values()):
+            return ("GPU: no process on the GPUs matched a watched one (in a container the driver reports host "
+                    "pids): per-process GPU figures are missing")
         issues = [s for s in self.statuses if s.state in ("unsupported", "no-permission")]
         if issues:
             more = f" (+{len(issues) - 1} more)" if len(issues) > 1 else ""

@@ -11,7 +11,8 @@ import math
 import pytest
 
 import fake_pynvml
-from gradetop.collectors.gpu import GpuSampler, driver_pid_map, read_nspid
+from gradetop.collectors.gpu import GpuSampler
+from gradetop.collectors.gpu_pids import driver_pid_map, read_nspid
 from gradetop.model.gpu import GpuModel
 from gradetop.model.gpu_records import GpuBatch, GpuStatus
 from gradetop.model.profile import Profile
@@ -221,3 +222,10 @@ def test_a_device_lost_before_the_first_reading_is_left_out_and_the_others_read(
     assert [d.index for d in run.batches[-1].devices] == [1]
     said = [s for s in run.statuses if s.index == 0]
     assert said[0].state == "lost" and "GPU 0: cannot be read" in said[0].message
+
+
+def test_when_no_driver_pid_matches_the_sentence_says_per_process_figures_are_missing():
+    # Inside a container without the host's /proc: the driver's pids are not ours.
+    run = Run({"processes": [9001]}, watched=[12])
+    run.step(2)
+    assert run.model().sentence().startswith("GPU: no process on the GPUs matched a watched one")
