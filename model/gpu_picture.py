@@ -184,4 +184,13 @@ def _binned(series, t0: float, t1: float, bins: int) -> np.ndarray:
     sums = np.bincount(idx, weights=util[keep], minlength=bins)
     counts = np.bincount(idx, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    # Bins narrower than the reading interval take the next reading (NVML's figure covers the period
+    # before it), between the first and the last reading only: where nothing was read stays blank.
+    have = np.flatnonzero(counts)
+    if len(have):
+        span = slice(have[0], have[-1] + 1)
+        n = span.stop - span.start
+        position = np.where(counts[span] > 0, np.arange(n), n)
+        means[span] = means[span][np.minimum.accumulate(position[::-1])[::-1]]
+    return means

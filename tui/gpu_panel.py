@@ -43,9 +43,11 @@ def metric_line(label: str, fraction: float, value: str, history: tuple[float, .
                 width: int) -> Text:
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(f" {label:<{LABEL_W - 1}}", DIM)
-    line.append(bar(fraction), Style(color=color))
+    # In the wide layout's side column the bar gives way first, so label and value stay whole.
+    bar_w = max(4, min(BAR_W, width - LABEL_W - VALUE_W))
+    line.append(bar(fraction, bar_w), Style(color=color))
     line.append(f" {value:<{VALUE_W - 1}}")
-    room = width - LABEL_W - BAR_W - VALUE_W
+    room = width - LABEL_W - bar_w - VALUE_W
     if room > 4 and history:
         line.append(sparkline(history[-room:], top), Style(color=color))
     return line
@@ -139,7 +141,7 @@ class GpuPanel(VerticalScroll, can_focus=True):
     """GPUs and the host; arrow keys and PgUp/PgDn scroll when it does not fit."""
 
     DEFAULT_CSS = """
-    GpuPanel > Static { width: 1fr; height: auto; }
+    GpuPanel > Static { width: 1fr; height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -161,5 +163,7 @@ class GpuPanel(VerticalScroll, can_focus=True):
         self._draw()
 
     def _draw(self) -> None:
-        width = max(self.scrollable_content_region.width, 40)
-        self.query_one("#gpu-body", Static).update(Text("\n").join(panel_lines(self.picture, width)))
+        width = max(self.scrollable_content_region.width, 20)
+        text = Text("\n").join(panel_lines(self.picture, width))
+        text.no_wrap, text.overflow = True, "ellipsis"  # a line cut short beats a figure split over two
+        self.query_one("#gpu-body", Static).update(text)
