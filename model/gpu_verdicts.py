@@ -99,7 +99,11 @@ def phase_gpu(profile: Profile, cost: PhaseCost, cache: dict | None = None) -> P
     """The GPU figures and verdict of one phase, or None where no GPU was read during it."""
     phase = cost.phase
     gpu = profile.gpu
-    windows = [w for i in gpu.devices_of({phase.pid}) if (w := gpu.window(i, phase.start, phase.end)) and w.seconds > 0]
+    cache = cache if cache is not None else {}
+    devices = cache.get(("devices", phase.pid))
+    if devices is None:
+        devices = cache[("devices", phase.pid)] = gpu.devices_of({phase.pid})
+    windows = [w for i in devices if (w := gpu.window(i, phase.start, phase.end)) and w.seconds > 0]
     if not windows:
         return None
     utils = [w.util_mean for w in windows if w.util_mean is not None]
@@ -113,31 +117,40 @@ def phase_gpu(profile: Profile, cost: PhaseCost, cache: dict | None = None) -> P
         idle_s=float(np.mean([w.idle_s for w in windows])),
         energy_j=None if all(w.energy_j is None for w in windows) else float(sum(w.energy_j or 0.0 for w in windows)),
     )
-    kind, words = verdict(profile, cost, windows, figures, cache if cache is not None else {})
+    kind, words = verdict(profile, cost, windows, figures, cache)
     return PhaseGpu(**{**figures.__dict__, "verdict_kind": kind, "verdict": words})
 
 
 def thread_shares(profile: Profile, phase: Phase, cache: dict) -> dict[str, tuple[float, str]]:
-    """Share of the phase's sampled wall time in each kind of wait, and where the most of it was."""
-    tl = profile.timeline
-    mask = tl.select(phase.start, phase.end, frozenset([phase.pid]), frozenset([phase.tid]))
-    rows = tl.rows(mask)
-    total = float(rows["w"].sum()) if len(rows["w"]) else 0.0
+    """Share of the phase's sampled wall time in each kind of wait, and where the most of it was.
+
+    `cache` keeps each thread's samples in time order and each stack's class, so thousands of
+    phases cost a binary search and a bincount each, not a pass over the whole timeline.
+    """
+    key = ("thread", phase.pid, phase.tid)
+    if key not in cache:
+        tl = profile.timeline
+        idx = np.flatnonzero((tl.pid == phase.pid) & (tl.tid == phase.tid))
+        idx = idx[np.argsort(tl.t[idx], kind="stable")]
+        cache[key] = (tl.t[idx], tl.stack[idx], tl.w[idx].astype(np.float64))
+    t, stacks, w = cache[key]
+    i0, i1 = np.searchsorted(t, [phase.start, phase.end])
+    total = float(w[i0:i1].sum())
     if total <= 0:
         return {}
-    nodes, weights = np.unique(rows["stack"], return_inverse=True)
-    per_node = np.bincount(weights, weights=rows["w"].astype(np.float64))
+    nodes, inverse = np.unique(stacks[i0:i1], return_inverse=True)
+    per_node = np.bincount(inverse, weights=w[i0:i1])
     out: dict[str, list] = {}
-    for node, w in zip(nodes.tolist(), per_node.tolist()):
+    for node, seconds in zip(nodes.tolist(), per_node.tolist()):
         if node not in cache:
             cache[node] = classify(profile.stacks.frames_of(node))
         kind, where = cache[node]
         if kind is None:
             continue
         entry = out.setdefault(kind, [0.0, "", 0.0])
-        entry[0] += w
-        if w > entry[2]:
-            entry[1], entry[2] = where, w
+        entry[0] += seconds
+        if seconds > entry[2]:
+            entry[1], entry[2] = where, seconds
     return {k: (v[0] / total, v[1]) for k, v in out.items()}
 
 

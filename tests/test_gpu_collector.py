@@ -229,3 +229,15 @@ def test_when_no_driver_pid_matches_the_sentence_says_per_process_figures_are_mi
     run = Run({"processes": [9001]}, watched=[12])
     run.step(2)
     assert run.model().sentence().startswith("GPU: no process on the GPUs matched a watched one")
+
+
+def test_timeline_lanes_fill_bins_between_readings_and_leave_gaps_blank():
+    import numpy as np
+    from types import SimpleNamespace
+    from gradetop.model.gpu_picture import _binned
+
+    series = SimpleNamespace(t=np.array([0.0, 1.0, 2.0, 3.0]), util=np.array([10, 20, np.nan, 40], np.float32))
+    lane = _binned(series, 0.0, 4.0, 8)
+    # Each bin takes the next reading (NVML's figure covers the period before it); NaN readings are
+    # skipped; after the last reading nothing is known.
+    assert lane[:7].tolist() == [10, 20, 20, 40, 40, 40, 40] and np.isnan(lane[7])
