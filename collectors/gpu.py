@@ -200,7 +200,7 @@ class GpuSampler(Background):
             # NVML says KB/s over a 20 ms window.
             pcie_rx_bps=1024 * self._number(dev, "PCIe rx", nvml.nvmlDeviceGetPcieThroughput, h, nvml.NVML_PCIE_UTIL_RX_BYTES),
             pcie_tx_bps=1024 * self._number(dev, "PCIe tx", nvml.nvmlDeviceGetPcieThroughput, h, nvml.NVML_PCIE_UTIL_TX_BYTES),
-            throttle=int(self._metric(dev, "throttle reasons", nvml.nvmlDeviceGetCurrentClocksThrottleReasons, h) or -1),
+            throttle=_int(self._metric(dev, "throttle reasons", nvml.nvmlDeviceGetCurrentClocksThrottleReasons, h)),
             mig=dev.mig,
             **gpm,
         )
@@ -311,3 +311,8 @@ class GpuSampler(Background):
             self.state = state
         self.emit(GpuStatus(time.time(), state, message, index))
         return False
+
+
+def _int(value) -> int:
+    """-1 for absent; 0 is a real answer (no throttle reason)."""
+    return -1 if value is None else int(value)

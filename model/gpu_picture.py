@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradetop.model.gpu_verdicts import phase_gpu
+from gradetop.model.phases import PhaseCost
 from gradetop.model.profile import Profile
 
 HISTORY = 60
@@ -86,6 +88,8 @@ class GpuPicture:
     lanes: tuple[GpuLane, ...] = ()
     per_pid: dict[int, tuple[int, float]] = field(default_factory=dict)
     """Our pid -> (GPU memory bytes summed over devices, SM % summed) at the latest reading."""
+    verdicts: tuple[str, ...] = ()
+    """'phase type: GPU verdict' for the longest instance of each phase type, in the order they ran."""
 
     def headline(self) -> str:
         """The header's few words: the sentence when something is wrong, else each device's utilisation."""
@@ -109,7 +113,7 @@ def throttle_words(mask: int) -> str:
 
 
 def gpu_picture(profile: Profile, t0: float | None = None, t1: float | None = None, bins: int = 0,
-                history: int = HISTORY) -> GpuPicture:
+                costs: list[PhaseCost] = (), history: int = HISTORY) -> GpuPicture:
     with profile.lock:
         gpu = profile.gpu
         devices = tuple(_device(gpu, index, history) for index in sorted(gpu.devices))
@@ -122,7 +126,23 @@ def gpu_picture(profile: Profile, t0: float | None = None, t1: float | None = No
         lanes = ()
         if bins > 0 and t0 is not None and t1 is not None and t1 > t0:
             lanes = tuple(GpuLane(f"GPU{i} util", _binned(gpu.series[i], t0, t1, bins)) for i in sorted(gpu.series))
-        return GpuPicture(gpu.sentence(), devices, _host(gpu, history), lanes, per_pid)
+        return GpuPicture(gpu.sentence(), devices, _host(gpu, history), lanes, per_pid,
+                          phase_verdicts(profile, costs) if devices else ())
+
+
+def phase_verdicts(profile: Profile, costs: list[PhaseCost], limit: int = 8) -> tuple[str, ...]:
+    """One GPU verdict per phase type (its longest instance): a few, whatever the number of phases."""
+    longest: dict[str, PhaseCost] = {}
+    for c in costs:
+        if c.phase.kind not in longest or c.phase.duration > longest[c.phase.kind].phase.duration:
+            longest[c.phase.kind] = c
+    cache: dict = {}
+    out = []
+    for kind, c in sorted(longest.items(), key=lambda kv: kv[1].phase.start):
+        g = phase_gpu(profile, c, cache)
+        if g is not None and g.verdict:
+            out.append(f"{kind}: {g.verdict}")
+    return tuple(out[:limit])
 
 
 def _device(gpu, index: int, history: int) -> DevicePicture:

@@ -66,6 +66,9 @@ def test_readings_come_in_si_units_with_identity():
     assert d.pcie_rx_bps == 2000 * 1024  # from KB/s
     assert (d.temp_c, d.sm_clock_mhz, d.throttle) == (61, 1755, 4)
     assert d.mig == "disabled"
+    run2 = Run({"timeline": [{"throttle": 0}]})
+    run2.step()
+    assert run2.batches[0].devices[0].throttle == 0  # no reason, not "unknown"
     # GPM needs two samples: the first reading already compares with the one taken at open.
     assert d.sm_active == pytest.approx(71.5) and d.tensor_active == pytest.approx(30)
     assert run.statuses[0].state == "ok" and "1 device (NVIDIA H100 80GB HBM3)" in run.statuses[0].message

@@ -134,3 +134,17 @@ def test_no_driver_is_one_sentence_in_the_header_and_the_panel():
             app.exit()
 
     asyncio.run(main())
+
+
+def test_panel_says_what_the_gpu_waited_for_per_phase_type_wrapped_not_cut():
+    from gradetop.model.phase_costs import cost_phases
+    from gradetop.model.phases import all_phases
+
+    profile = gpu_profile()
+    picture = gpu_picture(profile, costs=cost_phases(profile, all_phases(profile)))
+    assert picture.verdicts and all(": " in v for v in picture.verdicts)
+    lines = [line.plain for line in panel_lines(picture, 78)]
+    start = lines.index("What the GPU waited for (per phase type)")
+    section = " ".join(line.strip() for line in lines[start + 1:start + 12])
+    assert picture.verdicts[0].split(": ", 1)[1][:60] in section
+    assert all(len(line) <= 78 for line in lines[start:])

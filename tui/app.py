@@ -240,7 +240,7 @@ class GradetopApp(App):
         phases = [c.phase for c in self._phases]
         groups = summarize(self._phases, profile.duration_s)
         lanes = phase_lanes(phases, timeline.t0, timeline.t1, timeline.bins, self.phase_depth)
-        gpu = gpu_picture(profile, timeline.t0, timeline.t1, timeline.bins)
+        gpu = gpu_picture(profile, timeline.t0, timeline.t1, timeline.bins, self._phases)
         self.post_message(ViewReady(view, timeline, groups, lanes, thread_rows(profile), gpu))
 
     def on_view_ready(self, message: ViewReady) -> None:

@@ -9,6 +9,7 @@ bar and value; the sparkline gets what is left.
 from __future__ import annotations
 
 import math
+import textwrap
 
 from rich.style import Style
 from rich.text import Text
@@ -127,6 +128,12 @@ def panel_lines(picture: GpuPicture | None, width: int) -> list[Text]:
         if lines:
             lines.append(Text(""))
         lines += device_lines(d, width)
+    if picture.verdicts:
+        lines += [Text(""), Text("What the GPU waited for (per phase type)", Style(bold=True))]
+        for verdict in picture.verdicts:
+            # Wrapped, not cut: the numbers at the end are the evidence.
+            lines += [Text(line) for line in textwrap.wrap(verdict, max(width - 1, 20), initial_indent=" ",
+                                                          subsequent_indent="     ")]
     if picture.host is not None:
         lines.append(Text(""))
         lines += host_lines(picture.host, width)
