@@ -83,6 +83,8 @@ class GpuLane:
 @dataclass(frozen=True)
 class GpuPicture:
     sentence: str | None
+    state: str = ""
+    """The sampler's state ('' when none ran: an old snapshot, where the header says nothing)."""
     devices: tuple[DevicePicture, ...] = ()
     host: HostPicture | None = None
     lanes: tuple[GpuLane, ...] = ()
@@ -126,7 +128,7 @@ def gpu_picture(profile: Profile, t0: float | None = None, t1: float | None = No
         lanes = ()
         if bins > 0 and t0 is not None and t1 is not None and t1 > t0:
             lanes = tuple(GpuLane(f"GPU{i} util", _binned(gpu.series[i], t0, t1, bins)) for i in sorted(gpu.series))
-        return GpuPicture(gpu.sentence(), devices, _host(gpu, history), lanes, per_pid,
+        return GpuPicture(gpu.sentence(), gpu.state, devices, _host(gpu, history), lanes, per_pid,
                           phase_verdicts(profile, costs) if devices else ())
 
 

@@ -4,8 +4,10 @@ Contract (report --json): `gpus` [{index, uuid, name, memory_total_bytes,
 util_mean, util_max, sm_active_mean|null, memory_peak_bytes, energy_j, ...}],
 `gpu_status` (one sentence when gpus is empty or partial, else null),
 `gpu_processes`, `host_resources` (cpu, memory, disk, net summaries or null:
-`host` already names the machine), and per
-phase `gpu_util_mean`, `gpu_memory_peak_bytes`, `gpu_idle_s`, `gpu_verdict`.
+`host` already names the machine), and per phase `gpu_util_mean`,
+`gpu_util_max`, `gpu_sm_active_mean`, `gpu_memory_peak_bytes`, `gpu_idle_s`,
+`gpu_read_s` (seconds of the phase the GPU was read), `gpu_energy_j`,
+`gpu_verdict` and `gpu_verdict_kind`: null where no GPU was read during it.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def add_phase_gpu(profile: Profile, costs: list[PhaseCost], entries: list[dict])
             "gpu_sm_active_mean": _r(g.sm_active_mean) if g else None,
             "gpu_memory_peak_bytes": g.memory_peak if g else None,
             "gpu_idle_s": _r(g.idle_s, 3) if g else None,
+            "gpu_read_s": _r(g.read_s, 3) if g else None,
             "gpu_energy_j": _r(g.energy_j, 1) if g else None,
             "gpu_verdict": g.verdict if g else None,
             "gpu_verdict_kind": g.verdict_kind if g else None,

@@ -38,6 +38,8 @@ SHARE = 0.4
 """The thread spent at least this share of the phase's samples in one kind of wait."""
 RUNNING = 0.5
 """The thread ran (or wanted a CPU) at least this share: host-bound when the GPU idles meanwhile."""
+COVERED = 0.8
+"""Below this share of a phase read on the GPU, the verdict says how much was read."""
 SYNC_DEPTH = 3
 """Python frames from the top searched for a synchronising line (a wrapper may sit between)."""
 
@@ -58,6 +60,8 @@ class PhaseGpu:
     sm_active_mean: float | None
     memory_peak: int
     idle_s: float
+    read_s: float
+    """Seconds of the phase the GPU was read (less than its length when the sampler started late)."""
     energy_j: float | None
     verdict_kind: str = ""
     verdict: str = ""
@@ -115,9 +119,12 @@ def phase_gpu(profile: Profile, cost: PhaseCost, cache: dict | None = None) -> P
         sm_active_mean=float(np.mean(sms)) if sms else None,
         memory_peak=max(w.mem_peak for w in windows),
         idle_s=float(np.mean([w.idle_s for w in windows])),
+        read_s=float(np.mean([w.seconds for w in windows])),
         energy_j=None if all(w.energy_j is None for w in windows) else float(sum(w.energy_j or 0.0 for w in windows)),
     )
     kind, words = verdict(profile, cost, windows, figures, cache)
+    if figures.read_s < COVERED * phase.duration:
+        words += f" (GPU read for {figures.read_s:.1f} s of its {phase.duration:.1f} s)"
     return PhaseGpu(**{**figures.__dict__, "verdict_kind": kind, "verdict": words})
 
 
@@ -157,8 +164,7 @@ def thread_shares(profile: Profile, phase: Phase, cache: dict) -> dict[str, tupl
 def verdict(profile: Profile, cost: PhaseCost, windows: list[DeviceWindow], g: PhaseGpu,
             cache: dict) -> tuple[str, str]:
     phase = cost.phase
-    known = float(np.mean([w.seconds for w in windows]))
-    idle = g.idle_s / known if known > 0 else 0.0
+    idle = g.idle_s / g.read_s if g.read_s > 0 else 0.0
     util = g.util_mean if g.util_mean is not None else float("nan")
     which = "GPU " + ",".join(str(i) for i in g.devices)
     thread = profile.threads.get((phase.pid, phase.tid))

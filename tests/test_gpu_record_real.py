@@ -66,8 +66,10 @@ def test_verdict_names_what_the_gpu_waited_for(tmp_path, ptrace, mode, script, k
         assert w in phase["gpu_verdict"], phase["gpu_verdict"]
     # The evidence is in numbers: the idle share is a percentage the fields back up.
     assert phase["gpu_idle_s"] is not None and phase["gpu_util_mean"] is not None
+    # The sampler may start late on a loaded machine: idle time is judged over the time it read.
+    assert 0.3 * phase["duration_s"] < phase["gpu_read_s"] <= phase["duration_s"] + 0.01
     if script is IDLE:
-        assert phase["gpu_idle_s"] > 0.8 * phase["duration_s"] and phase["gpu_util_mean"] == 0
+        assert phase["gpu_idle_s"] > 0.9 * phase["gpu_read_s"] and phase["gpu_util_mean"] == 0
     assert phase["gpu_memory_peak_bytes"] == 512 * 1024**2
     assert "GPUs" in text and f"train: {phase['gpu_verdict'][:40]}" in text.replace("\n      ", " ")
 

@@ -304,7 +304,7 @@ class GradetopApp(App):
             frozen=self.frozen,
             filter_text=(view.filter if view else self.filter).describe(),
             alert=f"{self.stuck} STUCK THREAD{'S' if self.stuck > 1 else ''} (5)" if self.stuck else "",
-            gpu=gpu.headline() if gpu is not None and (gpu.devices or profile.gpu.state) else "",
+            gpu=gpu.headline() if gpu is not None and (gpu.devices or gpu.state) else "",
         )
 
     def set_filter(self, **changes) -> None:
