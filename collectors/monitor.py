@@ -14,6 +14,7 @@ from collections import deque
 import threading
 import time
 
+from gradetop.collectors.context import context_samplers, stop_all
 from gradetop.collectors.markers import MarkerReader, phase_folder_of
 from gradetop.collectors.resources import ResourceSampler
 from gradetop.collectors.stacks import StackOptions, StackSampler
@@ -34,6 +35,8 @@ class Monitor:
         self.pid = pid
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.resources = ResourceSampler(pid, self._queue.put, resource_hz)
+        self.context = context_samplers(self._queue.put, self.resources.pids)
+        """GPU and host samplers (collectors.context)."""
         # Phase markers: the folder given to a command we started, or the one an attached
         # process was started with.
         folder = phase_folder or phase_folder_of(pid)
@@ -54,6 +57,8 @@ class Monitor:
     def start(self) -> "Monitor":
         self._start_sampler(self.pid)
         self.resources.start()
+        for sampler in self.context:
+            sampler.start()
         if self.markers is not None:
             self.markers.start()
         self._ingest.start()
@@ -98,6 +103,7 @@ class Monitor:
             sampler.join()
         self.resources.stop()
         self.resources.join()
+        stop_all(self.context)
         if self.markers is not None:
             self.markers.stop()
             self.markers.join()

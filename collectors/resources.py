@@ -76,6 +76,10 @@ class ResourceSampler(Background):
         self._cmdlines: dict[int, list[str]] = {}
         self.root_gone = threading.Event()
 
+    def pids(self) -> list[int]:
+        """The processes of the tree as last read (any thread may ask: a copy of the keys)."""
+        return list(self._procs)
+
     def run(self) -> None:
         try:
             root = psutil.Process(self.root_pid)

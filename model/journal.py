@@ -22,6 +22,10 @@ class Journal:
     notes: list = field(default_factory=list)
     output: list = field(default_factory=list)
     marks: list = field(default_factory=list)
+    gpu: list = field(default_factory=list)
+    """GPU and host records (model.gpu_records), as ingested."""
+    gpu_state: dict | None = None
+    """The whole GPU model (GpuModel.to_dict), for a file written in one piece."""
     frames_written: int = 0
     nodes_written: int = 1
     """Stack trie nodes already in the file (node 0, the root, is implied)."""
@@ -29,7 +33,7 @@ class Journal:
     def take(self) -> "Journal":
         """The pending pieces, leaving this journal empty but for its cursors."""
         taken = Journal(self.samples, self.process_series, self.thread_series, self.notes, self.output, self.marks,
-                        self.frames_written, self.nodes_written)
+                        self.gpu, None, self.frames_written, self.nodes_written)
         self.samples, self.process_series, self.thread_series = [], [], []
-        self.notes, self.output, self.marks = [], [], []
+        self.notes, self.output, self.marks, self.gpu = [], [], [], []
         return taken

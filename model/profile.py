@@ -19,6 +19,8 @@ import numpy as np
 from gradetop._version import __version__
 from gradetop.model.calltree import CallTree, build_tree
 from gradetop.model.journal import Journal
+from gradetop.model.gpu import GpuModel
+from gradetop.model.gpu_records import GPU_RECORDS
 from gradetop.model.processes import ProcessInfo, ThreadInfo
 from gradetop.model.records import (
     OutputLine,
@@ -89,6 +91,8 @@ class Profile:
         self.output: deque[OutputLine] = deque(maxlen=OUTPUT_LINES_KEPT)
         self.marks: list[PhaseMark] = []
         """Phase markers from the workflow, in arrival order."""
+        self.gpu = GpuModel()
+        """GPUs and the host the job runs on (model.gpu)."""
         self.lock = threading.RLock()
         self.journal: Journal | None = None
         """Set while a snapshot writer streams this profile to disk: it gets every piece as ingested."""
@@ -115,6 +119,7 @@ class Profile:
             picture.notes = list(self.notes)
             picture.output = deque(self.output, maxlen=self.output.maxlen)
             picture.marks = list(self.marks)
+            picture.gpu = self.gpu.frozen()
             picture.lock = threading.RLock()
             picture.journal = None
             picture.warnings = list(self.warnings)
@@ -148,6 +153,10 @@ class Profile:
                 self.marks.append(record)
                 if self.journal is not None:
                     self.journal.marks.append(record)
+            elif isinstance(record, GPU_RECORDS):
+                self.gpu.ingest(record)
+                if self.journal is not None:
+                    self.journal.gpu.append(record)
             else:
                 raise TypeError(f"not a collector record: {type(record).__name__}")
 
@@ -320,4 +329,4 @@ class Profile:
 
     @property
     def nbytes(self) -> int:
-        return self.timeline.nbytes + self.process_series.nbytes + self.thread_series.nbytes
+        return self.timeline.nbytes + self.process_series.nbytes + self.thread_series.nbytes + self.gpu.nbytes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from gradetop.model.calltree import top_functions
+from gradetop.model.gpu_report import add_phase_gpu, format_gpu, gpu_section
 from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.rules import Rule, parse_rules
@@ -76,6 +77,8 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
             "phases": [phase_entry(c, meta.start_time) for c in costs],
             "notes": [{"pid": n.pid, "kind": n.kind, "message": n.message} for n in profile.notes],
         }
+        report.update(gpu_section(profile))
+        add_phase_gpu(profile, costs, report["phases"])
     return report
 
 
@@ -120,6 +123,7 @@ def format_report(report: dict, top: int = 20) -> str:
     if not report["functions"]:
         lines.append("  (no stack samples)")
     lines += format_phases(report)
+    lines += format_gpu(report, WIDTH)
     for n in report["notes"]:
         if n["kind"] != "sampling":
             lines.append(_clip(f"note: pid {n['pid']}: {n['message']}", WIDTH))

@@ -30,6 +30,8 @@ from dataclasses import replace
 import numpy as np
 
 from gradetop.model.chunkfile import MAGIC, Chunk, pack_chunk, read_chunks
+from gradetop.model.gpu import GpuModel
+from gradetop.model.gpu_records import from_wire, to_wire
 from gradetop.model.journal import Journal
 from gradetop.model.processes import ProcessInfo, ThreadInfo
 from gradetop.model.profile import Profile, ProfileMeta
@@ -90,6 +92,10 @@ def take_chunks(profile: Profile, journal: Journal, end_time: float | None = Non
             chunks.append({"kind": kind, "columns": cols})
     chunks.append({"kind": "processes", "processes": [p.to_dict() for p in profile.processes.values()],
                    "threads": [t.to_dict() for t in profile.threads.values()]})
+    if journal.gpu_state is not None:
+        chunks.append({"kind": "gpu", "state": journal.gpu_state})
+    if journal.gpu:
+        chunks.append({"kind": "gpu_records", "items": [to_wire(r) for r in journal.gpu]})
     for kind, fields in (("notes", ("t", "pid", "kind", "message")), ("output", ("t", "stream", "text")),
                          ("marks", ("t", "pid", "tid", "kind", "name"))):
         items = getattr(journal, kind)
@@ -117,7 +123,8 @@ def whole_journal(profile: Profile) -> Journal:
     """A journal holding everything the profile has: the body of a file written in one piece."""
     return Journal(samples=[profile.timeline.rows()], process_series=[profile.process_series.rows()],
                    thread_series=[profile.thread_series.rows()], notes=list(profile.notes),
-                   output=list(profile.output), marks=list(profile.marks), frames_written=0, nodes_written=1)
+                   output=list(profile.output), marks=list(profile.marks), frames_written=0, nodes_written=1,
+                   gpu_state=profile.gpu.to_dict() if profile.gpu.sampled or profile.gpu.state else None)
 
 
 def save(profile: Profile, path: str | os.PathLike, end_time: float | None = None,
@@ -380,6 +387,13 @@ class _Reader:
 
     def _on_marks(self, body) -> None:
         self.profile.marks.extend(PhaseMark(*i) for i in body["items"])
+
+    def _on_gpu(self, body) -> None:
+        self.profile.gpu = GpuModel.from_dict(body["state"])
+
+    def _on_gpu_records(self, body) -> None:
+        for item in body["items"]:
+            self.profile.gpu.ingest(from_wire(item))
 
     def _on_end(self, body) -> None:
         self.ended = True

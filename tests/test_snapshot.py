@@ -364,3 +364,33 @@ def test_disk_full_while_streaming_keeps_what_was_written(tmp_path):
     assert "cannot" in closing
     q = load(path)
     assert q.timeline.samples >= 100  # the chunks before the disk filled
+
+
+def test_gpu_and_host_readings_stream_and_save_whole(tmp_path):
+    from gradetop.model.gpu_records import GpuBatch, GpuDeviceReading, GpuProcessReading, GpuStatus, HostReading
+
+    def device(t: float) -> GpuDeviceReading:
+        return GpuDeviceReading(0, "GPU-1", "H200", util=50.0 + t % 7, mem_util=10.0, mem_used=2 << 30,
+                                mem_total=141 << 30, power_w=300.0, power_limit_w=700.0, temp_c=50.0,
+                                sm_clock_mhz=1900.0, mem_clock_mhz=2600.0, pcie_rx_bps=1e9, pcie_tx_bps=1e8,
+                                throttle=0, sm_active=float("nan"))
+
+    p = Profile(ProfileMeta(host="h", start_time=1000.0))
+    path = tmp_path / "gpu.gtop"
+    writer = SnapshotWriter(p, str(path))
+    p.ingest(GpuStatus(1000.0, "ok", "GPU: 1 device"))
+    for i in range(20):
+        t = 1000.0 + 0.25 * i
+        p.ingest(GpuBatch(t, (device(t),), (GpuProcessReading(0, 100, 100, 1 << 30, 20.0),)))
+        p.ingest(HostReading(t, (10.0, 90.0), 1.5, 8 << 30, 16 << 30, 0, 0, 100 * i, 50 * i, 10 * i, 5 * i))
+        if i % 5 == 4:
+            writer.flush()
+    streamed = load(path)
+    assert writer.close() is None
+    whole = load(path)
+    for q in (streamed, whole):
+        assert q.gpu.state == "ok" and set(q.gpu.devices) == {0}
+        assert len(q.gpu.series[0]) == len(p.gpu.series[0]) == 20
+        assert np.array_equal(q.gpu.series[0].t, p.gpu.series[0].t)
+        assert len(q.gpu.host) == len(p.gpu.host)
+    assert whole.warnings == [] and streamed.warnings

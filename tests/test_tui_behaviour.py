@@ -148,11 +148,11 @@ def run(scenario, size: tuple[int, int] = WIDE, refresh_s: float = QUIET) -> Gra
         async with app.run_test(size=size, message_hook=s.hook) as pilot:
             s.pilot = pilot
             try:
-                await s.wait_for(lambda: app.last_view is not None, what="the first ViewReady")
+                await s.wait_for(lambda: app.last_view is not None, what="the first picture")
                 await scenario(s)
             finally:
                 # Leave through App.exit, as 'q' does: run_test's own teardown removes the widgets
-                # while the app may still be handling a ViewReady from a refresh worker.
+                # while the app may still be handling a picture from the refresher.
                 if app.is_running:
                     app.exit()
         return app

@@ -66,7 +66,7 @@ def panel_key(name: str) -> str:
 
 def keys_then_settle(*keys: str):
     async def run_before(pilot) -> None:
-        await wait_for(pilot, lambda: pilot.app.last_view is not None, what="the first ViewReady")
+        await wait_for(pilot, lambda: pilot.app.last_view is not None, what="the first picture")
         if keys:
             await pilot.press(*keys)
         # Refresh until the timeline (if shown) was computed for the width it has now: the first picture

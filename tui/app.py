@@ -31,6 +31,7 @@ from gradetop.model.source import Source
 from gradetop.model.pictures import ViewData, ViewFilter
 from gradetop.tui.flame import FlameView
 from gradetop.tui.flame_panel import FlamePanel
+from gradetop.tui.gpu_panel import GpuPanel
 from gradetop.tui.header import StatusHeader
 from gradetop.tui.phase_table import PhaseTable
 from gradetop.tui.processes import ProcessTable
@@ -41,7 +42,7 @@ from gradetop.tui.threads import ThreadTable
 from gradetop.tui.timeline import TimelineView
 from gradetop.tui.top import TopTable
 
-PANELS = ("flame", "top", "timeline", "phases", "threads", "processes", "output")
+PANELS = ("flame", "top", "timeline", "phases", "threads", "processes", "output", "gpu")
 WINDOWS = (None, 10.0, 60.0, 300.0)
 WIDE = (150, 42)
 """From this size up, every panel shows at once; below it, panels are tabs."""
@@ -129,6 +130,7 @@ class GradetopApp(App):
                     yield ThreadTable(id="threads", classes="panel")
                     yield ProcessTable(id="processes", classes="panel")
                     yield Log(id="output", classes="panel", max_lines=5000)
+                    yield GpuPanel(id="gpu", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -237,8 +239,9 @@ class GradetopApp(App):
         try:
             self.query_one(FlamePanel).show(picture.view)
             self.query_one(TopTable).show(picture.view)
-            self.query_one(ProcessTable).show(picture.view.processes)
-            self.query_one(TimelineView).show(picture.timeline, picture.lanes)
+            self.query_one(ProcessTable).show(picture.view.processes, picture.gpu)
+            self.query_one(TimelineView).show(picture.timeline, picture.lanes, picture.gpu)
+            self.query_one(GpuPanel).show(picture.gpu)
             self.query_one(PhaseTable).show(picture.phases)
             self.query_one(ThreadTable).show(picture.threads)
             self.show_output(picture)
@@ -290,6 +293,7 @@ class GradetopApp(App):
             filter_text=filter_text,
             alert=f"{picture.stuck} STUCK THREAD{'S' if picture.stuck > 1 else ''} (5)" if picture.stuck else "",
             writing_to=status.writing_to,
+            gpu=picture.gpu.headline() if picture.gpu.devices or picture.gpu.state else "",
         )
 
     def set_filter(self, **changes) -> None:
@@ -356,7 +360,8 @@ class GradetopApp(App):
                   ("timeline", TimelineView.BINDINGS), ("phases", PhaseTable.BINDINGS),
                   ("threads", ThreadTable.BINDINGS + StackScreen.BINDINGS)]
         everywhere = [b for b in self.BINDINGS if not b.action.startswith("panel(")]
-        everywhere.insert(0, Binding("1,2,3,4,5,6,7", "panel", "", tooltip=", ".join(PANELS)))
+        everywhere.insert(0, Binding(",".join(str(i + 1) for i in range(len(PANELS))), "panel", "",
+                                     tooltip=", ".join(PANELS)))
         self.push_screen(HelpScreen([("everywhere", everywhere), *panels]))
 
     def action_save(self) -> None:

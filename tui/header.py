@@ -15,7 +15,8 @@ STATE_STYLES = {"running": "bold black on #87d787", "file": "bold black on #87af
 
 class StatusHeader(Static):
     def show(self, title: str, elapsed: float, rate: float, asked: float, samples: int, dropped: int,
-             state: str, frozen: bool, filter_text: str, alert: str = "", writing_to: str | None = None) -> None:
+             state: str, frozen: bool, filter_text: str, alert: str = "", writing_to: str | None = None,
+             gpu: str = "") -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" gradetop ", style="bold black on #5fafd7")
         text.append(f" {state.upper()} ", style=STATE_STYLES.get(state, "bold black on #d7af5f"))
@@ -31,6 +32,8 @@ class StatusHeader(Static):
         text.append(f"  {samples:,} samples")
         if dropped:
             text.append(f"  {dropped:,} dropped", style="#d7af5f")
+        if gpu:
+            text.append(f"  {gpu}", style="#87d7ff" if gpu.startswith("GPU") and ":" not in gpu else "#d7af5f")
         if not filter_text.endswith("whole run, all threads"):
             text.append(f"  [{filter_text}]", style="bold #d7af5f")
         if writing_to:

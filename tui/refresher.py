@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phase_summary import PhaseGroup, summarize
+from gradetop.model.gpu_picture import GpuPicture, gpu_picture
 from gradetop.model.lanes import PhaseLane, phase_lanes
 from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.profile import Profile
@@ -72,6 +73,7 @@ class Picture:
     thread_choices: tuple[tuple[str, frozenset | None, frozenset | None], ...]
     """('all threads' | 'process P' | 'thread T name', pids, tids) for the `t` key."""
     output: tuple[OutputLine, ...]
+    gpu: GpuPicture
 
     @property
     def stuck(self) -> int:
@@ -146,6 +148,7 @@ class Refresher:
             status=self._status(profile, state),
             thread_choices=thread_choices(profile),
             output=tuple(profile.output),
+            gpu=gpu_picture(profile, timeline.t0, timeline.t1, timeline.bins, costs),
         )
 
     def _phase_costs(self, profile: Profile, ended: bool) -> list[PhaseCost]:

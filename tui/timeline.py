@@ -1,4 +1,4 @@
-"""The timeline: time on x, one lane per process (or thread), CPU% and RSS sparklines per process.
+"""The timeline: time on x, one lane per process (or thread), CPU% and RSS sparklines per process, GPU util per device.
 
 Each lane cell is coloured by the dominant frame of that time bin (the frame
 at the depth where the lane's work splits: load, preprocess, train...),
@@ -88,9 +88,11 @@ class TimelineView(ScrollView, can_focus=True):
     def bins_wanted(self) -> int:
         return max(self.scrollable_content_region.width - LABEL_W, 10)
 
-    def show(self, data: TimelineData, phase_lanes: list | None = None) -> None:
+    def show(self, data: TimelineData, phase_lanes: list | None = None, gpu=None) -> None:
         self.data = data
-        self._lines = self.build_phase_lines(phase_lanes or []) + self.build_lines(data)
+        gpu_lines = [[Segment(f"{lane.label[:LABEL_W - 1]:<{LABEL_W}}", Style(bold=True, color="#87d7ff")),
+                      Segment(sparkline(lane.util, 100.0), Style(color="#87d7ff"))] for lane in (gpu.lanes if gpu else ())]
+        self._lines = self.build_phase_lines(phase_lanes or []) + gpu_lines + self.build_lines(data)
         self.virtual_size = Size(self.scrollable_content_region.width, len(self._lines) + 1)
         self.refresh()
 
