@@ -19,9 +19,11 @@ import psutil
 from gradetop.collectors.background import Background
 from gradetop.collectors.procfs import schedstat_ns
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
+from gradetop.model.roles import env_role
 
 
-def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> ProcessReading | None:
+def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
+                 roles: dict[int, str] | None = None) -> ProcessReading | None:
     """One reading of one process, or None if it vanished or cannot be read."""
     try:
         with proc.oneshot():
@@ -44,6 +46,13 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
                     cmdline = cmdlines[proc.pid] = proc.cmdline()
                 except psutil.AccessDenied:
                     cmdline = cmdlines[proc.pid] = []
+            role = roles.get(proc.pid) if roles is not None else ""
+            if role is None:
+                # Once per process: a rank does not change, and environ is a read of its memory.
+                try:
+                    role = roles[proc.pid] = env_role(proc.environ())
+                except (psutil.AccessDenied, OSError):
+                    role = roles[proc.pid] = ""
             return ProcessReading(
                 pid=proc.pid,
                 ppid=proc.ppid(),
@@ -57,6 +66,7 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
                 write_bytes=write_bytes,
                 num_threads=len(threads) or proc.num_threads(),
                 thread_times=threads,
+                env_role=role,
             )
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
@@ -74,6 +84,7 @@ class ResourceSampler(Background):
         self.interval = 1.0 / rate_hz
         self._procs: dict[int, psutil.Process] = {}
         self._cmdlines: dict[int, list[str]] = {}
+        self._roles: dict[int, str] = {}
         self.root_gone = threading.Event()
 
     def run(self) -> None:
@@ -113,7 +124,7 @@ class ResourceSampler(Background):
         readings = []
         for pid in list(self._procs):
             proc = self._procs[pid]
-            reading = read_process(proc, self._cmdlines) if proc in tree or pid == root.pid else None
+            reading = read_process(proc, self._cmdlines, self._roles) if proc in tree or pid == root.pid else None
             if reading is None or reading.status == psutil.STATUS_ZOMBIE:
                 del self._procs[pid]
                 self.emit(ProcessEnded(pid, now, None))

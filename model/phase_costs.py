@@ -9,12 +9,17 @@ short phases (a forward pass per step) cost little more than one.
 from __future__ import annotations
 
 import linecache
+import os
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gradetop.model.breakdown import INPUT, Parts, headline, training_like, what_if
 from gradetop.model.phases import Phase, PhaseCost
+from gradetop.model.phases.naming import Namer, UserCode
 from gradetop.model.profile import Profile
+from gradetop.model.roles import DATALOADER, MAIN, process_roles
 from gradetop.model.stacks import ROOT, short_path
 from gradetop.model.waits import wait_reason
 
@@ -34,12 +39,18 @@ INPUT_WAIT = 0.5
 """Idle this share of the time while its workers are busy: the thread waits on their input."""
 STARVED = 0.7
 """A runnable thread that got less than this share of CPU while it wanted one is starved, not CPU-bound."""
+HELPERS = 0.3
+"""Threads py-spy cannot see (torch's intra-op / OpenMP pool) computing this many CPU seconds per second
+the Python thread sat in a native call: that call waited for them, it was not blocked."""
+_RULE_PARTS = frozenset({"forward", "backward", "optimizer step", "data loading"})
+_IMPORT = re.compile(r"(?:^|: )import (\S+)$")
 
 
 @dataclass
 class _ThreadSums:
     t: np.ndarray
     w: np.ndarray
+    w_each: np.ndarray
     active: np.ndarray
     waiting: np.ndarray
     stalled: np.ndarray
@@ -60,6 +71,11 @@ class PhaseCoster:
         self._children: dict[int, list[int]] = {}
         for info in profile.processes.values():
             self._children.setdefault(info.ppid, []).append(info.pid)
+        user = UserCode(tuple(profile.meta.options.get("user_code") or ()))
+        self.parts = Parts(profile.stacks, user)
+        self.namer = Namer(profile.stacks, user)
+        self.roles = process_roles(profile)
+        self.cores = int(profile.meta.options.get("cpus") or os.cpu_count() or 1)
 
     # ---- inputs ---------------------------------------------------------------------------
 
@@ -90,6 +106,7 @@ class PhaseCoster:
             self._threads[key] = _ThreadSums(
                 t=tl.t[idx],
                 w=np.r_[0.0, np.cumsum(w)],
+                w_each=w,
                 active=np.r_[0.0, np.cumsum(active)],
                 waiting=np.r_[0.0, np.cumsum(np.where(waiting_mask, idle, 0.0))],
                 stalled=np.r_[0.0, np.cumsum(np.where(waiting_mask, 0.0, idle))],
@@ -157,8 +174,75 @@ class PhaseCoster:
             children += _delta(cs["t"], cs["cpu_s"], phase.start, phase.end)
         cost = PhaseCost(phase, float(sampled), float(active), float(waiting), float(stalled), cpu, thread_cpu,
                          children, int(rss), int(read), int(write), top_wait, reason, stalled_at)
-        kind, words = verdict(cost, self.other_threads_active(phase))
-        return replace(cost, verdict=words, verdict_kind=kind)
+        extra: dict = {"helper_cpu_s": self.helper_cpu(phase), "role": self.roles.get(phase.pid, "")}
+        if cost.active_s > 0 and cost.thread_cpu_s < STARVED * cost.active_s:
+            extra["holders"] = self.cpu_holders(phase)
+        if not (phase.source == "rule" and phase.name in _RULE_PARTS) and i1 - i0 >= 10:
+            parts = self.parts.breakdown(nodes, th.w_each[i0:i1], phase.duration)
+            if training_like(parts):
+                extra["breakdown"] = parts
+        kind, words = verdict(cost, self.other_threads_active(phase), extra)
+        words = self.import_words(phase, nodes, idle, words)
+        detail = [words]
+        if "breakdown" in extra:
+            workers = [p for p in self.descendants(phase.pid) if self.roles.get(p) == DATALOADER]
+            short = phase.name.rsplit(": ", 1)[-1]
+            detail.append(headline(short, extra["breakdown"], "waiting for DataLoader workers" if workers
+                                   else "waiting for input"))
+            gain = what_if(short, extra["breakdown"], phase.duration)
+            if gain:
+                detail.append(gain)
+        extra["detail"] = "; ".join(d for d in detail if d)
+        return replace(cost, verdict=words, verdict_kind=kind, extra=extra)
+
+    def import_words(self, phase: Phase, nodes: np.ndarray, idle: np.ndarray, words: str) -> str:
+        """An import phase says so first, and where it ran: `import sklearn (worker, receiving its first task)`."""
+        found = _IMPORT.search(phase.name)
+        if not found:
+            return words
+        where = []
+        role = self.roles.get(phase.pid, "")
+        if role and role != MAIN:
+            where.append(role)
+        if len(nodes) and any(self.namer.import_context(int(n)) == "task" for n in np.unique(nodes)):
+            where.append("receiving its first task")
+        return f"import {found.group(1)}" + (f" ({', '.join(where)})" if where else "") + f": {words}"
+
+    def helper_cpu(self, phase: Phase) -> float:
+        """CPU seconds, in the phase, of the process's threads that run no Python (torch's intra-op pool)."""
+        s = self.profile.thread_series
+        if len(s) == 0:
+            return 0.0
+        mask = s.pid == phase.pid
+        python = {tid for (pid, tid) in self.profile.threads if pid == phase.pid}
+        total = 0.0
+        for tid in np.unique(s.tid[mask]):
+            if int(tid) in python:
+                continue
+            tt, tc = self.thread_cpu(phase.pid, int(tid))
+            total += _delta(tt, tc, phase.start, phase.end)
+        return max(0.0, total)
+
+    def cpu_holders(self, phase: Phase) -> list[tuple[str, float]]:
+        """(who, cores) that used CPU during the phase, busiest first: the workflow's other processes
+        by role, this process's other threads; the rest of the machine's cores is what the workflow left."""
+        wall = phase.duration
+        if wall <= 0:
+            return []
+        by_role: dict[str, float] = {}
+        for pid in self.profile.processes:
+            s = self.series(pid)
+            used = _delta(s["t"], s["cpu_s"], phase.start, phase.end)
+            if pid == phase.pid:
+                tt, tc = self.thread_cpu(phase.pid, phase.tid)
+                used -= _delta(tt, tc, phase.start, phase.end)
+                who = "its own process's other threads"
+            else:
+                role = self.roles.get(pid, "child")
+                who = f"{role}s" if role in ("worker", "DataLoader worker", "child") else role
+            if used > 0.05 * wall:
+                by_role[who] = by_role.get(who, 0.0) + used / wall
+        return sorted(by_role.items(), key=lambda kv: -kv[1])
 
     @staticmethod
     def _heaviest_node(nodes: np.ndarray, weights: np.ndarray) -> int:
@@ -204,25 +288,45 @@ def _peak(t: np.ndarray, values: np.ndarray, start: float, end: float) -> float:
     return float(values[i0:i1].max()) if i1 > i0 else 0.0
 
 
-def verdict(c: PhaseCost, others_active_s: float) -> tuple[str, str]:
-    """(kind, words): the bottleneck of one phase, named with the numbers that show it."""
+def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> tuple[str, str]:
+    """(kind, words): the bottleneck of one phase, named with the numbers that show it.
+
+    `extra` is what the coster learnt beyond the thread: `helper_cpu_s` (CPU of the process's threads
+    that run no Python: torch's intra-op pool), `holders` ((who, cores) that used CPU meanwhile),
+    `breakdown` ({part: seconds} of a training-like phase), `role`.
+    """
+    extra = extra or {}
     s = c.sampled_s
     if s <= 0:
         return "unknown", "no samples in this phase"
     wall = c.phase.duration or s
     running, waiting, stalled = c.active_s / s, c.waiting_s / s, c.stalled_s / s
     io_rate = (c.read_bytes + c.write_bytes) / wall if wall > 0 else 0.0
+    helpers = float(extra.get("helper_cpu_s", 0.0))
+    parts = extra.get("breakdown") or {}
     if running >= CPU_BOUND:
         cores = c.cpu_s / wall if wall > 0 else 0.0
         got = c.thread_cpu_s / c.active_s if c.active_s > 0 else 1.0
         if got < STARVED:
             return "starved", (f"CPU-starved: the thread wanted a CPU {running:.0%} of {wall:.1f} s but ran only "
-                               f"{got:.0%} of that; other work holds the cores")
+                               f"{got:.0%} of that; {_holders_words(extra.get('holders') or [], wall)}")
         return "cpu", (f"CPU-bound: the thread ran {running:.0%} of {wall:.1f} s; "
                        f"the process used {cores:.1f} cores")
+    if parts and parts.get(INPUT, 0.0) >= INPUT_WAIT * sum(parts.values()):
+        share = parts[INPUT] / sum(parts.values())
+        return "input", (f"input-bound: waited {share:.0%} of {wall:.1f} s for the next batch "
+                         f"while its workers used {c.children_cpu_s / wall:.1f} cores")
+    if stalled >= STALLED and helpers >= HELPERS * c.stalled_s and c.stalled_s > 0:
+        return "helpers", (f"computing on torch's intra-op threads: the thread sat {stalled:.0%} of {wall:.1f} s in "
+                           f"{_function(c.stalled_at) or 'a native call'} while the process's non-Python threads "
+                           f"used {helpers:.1f} CPU s ({helpers / wall:.1f} cores)")
     if stalled >= STALLED and others_active_s > 0.2 * wall:
         return "gil", (f"GIL-contended: {stalled:.0%} of the time the thread was in Python code but not running, "
                        f"while its other threads ran {others_active_s:.1f} s")
+    if (waiting + stalled >= INPUT_WAIT and c.wait_reason == "DataLoader wait"
+            and c.waiting_s >= INPUT_WAIT * s):
+        return "input", (f"input-bound: waited {waiting:.0%} of {wall:.1f} s for the next batch "
+                         f"while its workers used {c.children_cpu_s / wall:.1f} cores")
     if waiting + stalled >= INPUT_WAIT and c.children_cpu_s >= BUSY_CHILDREN * wall:
         return "input", (f"waiting on its worker processes (input): waited {waiting + stalled:.0%} of the time "
                          f"in {c.top_wait or c.stalled_at or 'a wait'} while they used {c.children_cpu_s / wall:.1f} cores")
@@ -233,8 +337,24 @@ def verdict(c: PhaseCost, others_active_s: float) -> tuple[str, str]:
         return "blocked", f"blocked: waited {waiting:.0%} of {wall:.1f} s in {c.top_wait or 'a wait'}"
     if stalled >= STALLED:
         # Idle in a line that is no known wait, with no other thread running: a blocking native call.
-        return "blocked", f"blocked: idle {stalled:.0%} of {wall:.1f} s in a native call ({c.stalled_at or 'unknown'})"
+        return "blocked", (f"blocked: idle {stalled:.0%} of {wall:.1f} s in a native call "
+                           f"({c.stalled_at or 'unknown'}); no other thread of the process computed meanwhile "
+                           f"({helpers:.1f} CPU s)")
     return "mixed", f"mixed: ran {running:.0%}, waited {waiting:.0%}, stalled {stalled:.0%}"
+
+
+def _function(where: str) -> str:
+    return where.split(" at ", 1)[0]
+
+
+def _holders_words(holders: list[tuple[str, float]], wall: float) -> str:
+    """Who held the CPUs: the workflow's processes by role, with cores; the rest is outside the workflow."""
+    if not holders:
+        return ("the workflow's other processes used no CPU meanwhile: processes outside it held the cores "
+                "(other jobs, gradetop's own samplers)")
+    inside = ", ".join(f"{who} {cores:.1f}" for who, cores in holders[:3])
+    return (f"meanwhile the workflow used {sum(c for _, c in holders):.1f} cores elsewhere ({inside}); "
+            f"the rest went to processes outside it (other jobs, gradetop's own samplers)")
 
 
 def cost_phases(profile: Profile, phases: list[Phase]) -> list[PhaseCost]:

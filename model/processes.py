@@ -23,6 +23,8 @@ class ProcessInfo:
     """Wall seconds covered by this process's sampling windows."""
     ticks: int = 0
     """Sampling ticks py-spy made on it (its rate drifts from the asked one)."""
+    env_role: str = ""
+    """'rank 3' from RANK / LOCAL_RANK in its environment ('' without); model.roles reads it."""
 
     @property
     def command(self) -> str:

@@ -237,6 +237,8 @@ class Profile:
             info.create_time = p.create_time
             if p.cmdline:
                 info.cmdline = list(p.cmdline)
+            if p.env_role:
+                info.env_role = p.env_role
             for tid, (cpu_s, active_s) in p.thread_times.items():
                 pids.append(p.pid)
                 tids.append(tid)

@@ -57,6 +57,8 @@ class ProcessReading:
     num_threads: int
     thread_times: dict[int, tuple[float, float]]
     """OS thread id -> (CPU seconds, seconds running or runnable), both cumulative."""
+    env_role: str = ""
+    """'rank 3' where the process environment gives RANK (or LOCAL_RANK); read once per process."""
 
 
 @dataclass(frozen=True, slots=True)
