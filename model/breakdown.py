@@ -54,7 +54,7 @@ _LIBRARY: list[tuple[str, str, str]] = [
 ]
 _USER: list[tuple[str, str]] = [
     (EVALUATION, "*eval*"), (EVALUATION, "*valid*"), (CHECKPOINT, "*checkpoint*"), (LOGGING, "*log_*"),
-    (LOGGING, "log"),
+    (LOGGING, "log"), (FORWARD, "forward"), (BACKWARD, "backward"), (OPTIMIZER, "step"),
 ]
 
 

@@ -72,9 +72,12 @@ def _stack_marks(profile: Profile) -> dict[int, str]:
     stacks = profile.stacks
     n = len(stacks)
     parent, frame = stacks.parent.view()[:n], stacks.frame.view()[:n]
+    depth = stacks.depth.view()[:n]
     mark = np.zeros(n, dtype=np.int8)
-    for node in range(1, n):  # parents come before children
-        mark[node] = max(mark[parent[node]], kind_of_frame[frame[node]])
+    mark[1:] = kind_of_frame[frame[1:]]
+    for d in range(2, int(depth.max(initial=0)) + 1):  # a level at a time: parents are one level up
+        at = np.flatnonzero(depth == d)
+        mark[at] = np.maximum(mark[at], mark[parent[at]])
     tl = profile.timeline
     out: dict[int, str] = {}
     if len(tl) == 0:

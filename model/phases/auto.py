@@ -80,8 +80,8 @@ class _AutoCut:
         bins = np.floor((t - t0) / self.bin_s).astype(np.int64)
         split = self._split(tl.stack[idx], bins, weight, from_level)
         if split is None:
-            if depth == 0 and self.role:
-                self._whole(idx, t, w, weight)  # a worker doing one thing all its life: that is its phase
+            if depth == 0:
+                self._whole(idx, t, w, weight)  # a thread doing one thing all its life: that is its phase
             return  # no depth has two lasting stretches: one phase, already named by the level above
         level, funcs, runs = split
         for func, b0, b1 in runs:

@@ -160,7 +160,7 @@ class UserCode:
             return False
         if self.paths:
             return any(file.startswith(p) for p in self.paths)
-        if _SITE.search(file) or _STDLIB.search(file) or "/gradetop/" in file:
+        if _SITE.search(file) or _STDLIB.search(file):
             return False
         return True
 
@@ -268,8 +268,8 @@ class Namer:
             if frame.function == "<module>":
                 return _State(s.labels[:-1] + (f"import {top_package(frame.file)}",), "import", s.importing_from)
             return s
-        if kind == "plumbing":
-            return s
+        if kind == "plumbing" or frame.function == "<module>":
+            return s  # a module's top level (run as a script or with -m): its calls name the phases
         if kind == "user":
             if frame.function == "<module>":
                 return _State(s.labels, "user")  # a script's top level: its calls name the phases
