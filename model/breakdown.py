@@ -137,4 +137,5 @@ def what_if(name: str, parts: dict[str, float], duration: float) -> str:
     wait = parts.get(INPUT, 0.0)
     if duration <= 0 or wait < 0.1 * duration:
         return ""
-    return f"if input were free, {name} would take ~{duration - wait:.1f} s instead of {duration:.1f} s"
+    left = duration - wait
+    return f"if input were free, {name} would take ~{left:.{1 if left >= 1 else 2}f} s instead of {duration:.1f} s"

@@ -189,9 +189,11 @@ class PhaseCoster:
             short = phase.name.rsplit(": ", 1)[-1]
             detail.append(headline(short, extra["breakdown"], "waiting for DataLoader workers" if workers
                                    else "waiting for input"))
+            extra["headline"] = detail[-1]
             gain = what_if(short, extra["breakdown"], phase.duration)
             if gain:
                 detail.append(gain)
+                extra["what_if"] = gain
         extra["detail"] = "; ".join(d for d in detail if d)
         return replace(cost, verdict=words, verdict_kind=kind, extra=extra)
 

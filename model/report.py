@@ -107,14 +107,9 @@ def phase_entry(c: PhaseCost, t0: float) -> dict:
         "verdict": c.verdict, "verdict_kind": c.verdict_kind,
         "role": c.extra.get("role", ""), "helper_cpu_s": round(float(c.extra.get("helper_cpu_s", 0.0)), 6),
         "breakdown": {k: round(v, 6) for k, v in (c.extra.get("breakdown") or {}).items()},
-        "headline": _headline(c), "detail": c.extra.get("detail", c.verdict),
+        "headline": c.extra.get("headline", ""), "what_if": c.extra.get("what_if", ""),
+        "detail": c.extra.get("detail", c.verdict),
     }
-
-
-def _headline(c: PhaseCost) -> str:
-    detail = c.extra.get("detail", "")
-    parts = [d for d in detail.split("; ") if " forward+backward" in d]
-    return parts[0] if parts and c.extra.get("breakdown") else ""
 
 
 def import_times(profile: Profile, roles: dict[int, str]) -> list[dict]:
@@ -200,8 +195,10 @@ def format_phases(report: dict) -> list[str]:
         procs = len({p["pid"] for p in members})
         lines.append(f"  {_clip(indent + kind, 40):<40} {source:<6} {len(members):>4} {procs:>5} {total:>8.2f} "
                      f"{total / len(members):>7.2f} {100 * share:>5.0f}%")
-        for i, piece in enumerate(_wrap(longest.get("detail") or longest["verdict"], WIDTH - 6 - len(indent))):
-            lines.append(f"  {indent}  {'↳' if i == 0 else ' '} {piece}")
+        for text, mark, most in ((longest["verdict"], "↳", 3), (longest.get("headline", ""), "≡", 2),
+                                 (longest.get("what_if", ""), "⇒", 1)):
+            for i, piece in enumerate(_wrap(text, WIDTH - 6 - len(indent), most) if text else []):
+                lines.append(f"  {indent}  {mark if i == 0 else ' '} {piece}")
     return lines
 
 

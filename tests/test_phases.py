@@ -74,7 +74,7 @@ function = "fit_model"
 
 PHASE_KEYS = {"name", "path", "type", "pid", "tid", "source", "depth", "start_s", "end_s", "duration_s", "cpu_s",
               "thread_cpu_s", "active_s", "waiting_s", "stalled_s", "children_cpu_s", "peak_rss_bytes", "read_bytes",
-              "write_bytes", "verdict", "verdict_kind", "role", "helper_cpu_s", "breakdown", "headline", "detail"}
+              "write_bytes", "verdict", "verdict_kind", "role", "helper_cpu_s", "breakdown", "headline", "what_if", "detail"}
 
 BUSY = {"cpu", "starved"}
 """A spinning phase is CPU-bound, or CPU-starved where other jobs hold this machine's cores."""

@@ -13,15 +13,15 @@ class ProcessTable(DataTable):
         super().__init__(cursor_type="row", **kwargs)
 
     def on_mount(self) -> None:
-        for label, width in (("PID", 8), ("State", 8), ("CPU%", 6), ("RSS", 7), ("Thr", 4), ("Stacks", 10),
-                             ("Command", None)):
+        for label, width in (("PID", 8), ("Role", 10), ("State", 8), ("CPU%", 6), ("RSS", 7), ("Thr", 4),
+                             ("Stacks", 10), ("Command", None)):
             self.add_column(label, width=width)
 
     def show(self, rows: list[ProcessRow]) -> None:
         keep = self.cursor_row
         self.clear()
         for r in rows:
-            self.add_row(str(r.pid), r.state, f"{r.cpu_percent:5.0f}", size(r.rss), str(r.threads),
+            self.add_row(str(r.pid), short_role(r.role), r.state, f"{r.cpu_percent:5.0f}", size(r.rss), str(r.threads),
                          r.sampled if len(r.sampled) <= 10 else r.sampled[:9] + "…",
                          "  " * r.depth + r.command, key=str(r.pid))
         if self.row_count:
@@ -31,3 +31,8 @@ class ProcessTable(DataTable):
         if not self.row_count:
             return None
         return int(self.get_row_at(self.cursor_row)[0])
+
+
+def short_role(role: str) -> str:
+    """A role in the 10 columns the table gives it."""
+    return {"DataLoader worker": "DL worker"}.get(role, role if len(role) <= 10 else role[:9] + "…")
