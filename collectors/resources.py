@@ -10,6 +10,7 @@ Must never judge what it reads (the model does), nor import textual or rich.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,46 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
         return None
 
 
+class MonitorCpu:
+    """CPU seconds of gradetop and its py-spy samplers, cumulative: what the monitoring itself costs.
+
+    A sampler that ended keeps the CPU it was last seen with, so the sum never goes back.
+    """
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self._samplers: dict[int, tuple[psutil.Process, float]] = {}
+        self._gone_s = 0.0
+
+    def read(self, workflow: set[int]) -> float:
+        try:
+            times = self.me.cpu_times()
+            total = times.user + times.system
+            for child in self.me.children(recursive=True):
+                if child.pid not in workflow and child.pid not in self._samplers:
+                    try:
+                        if "py-spy" in child.name():
+                            self._samplers[child.pid] = (child, 0.0)
+                    except psutil.Error:
+                        pass
+        except psutil.Error:
+            return -1.0
+        for pid, (proc, last) in list(self._samplers.items()):
+            try:
+                cpu = proc.cpu_times()
+                self._samplers[pid] = (proc, cpu.user + cpu.system)
+            except psutil.Error:
+                self._gone_s += last
+                del self._samplers[pid]
+        return total + self._gone_s + sum(last for _, last in self._samplers.values())
+
+
+def host_busy_s() -> float:
+    """CPU seconds the whole machine was busy (not idle, not waiting for IO), cumulative."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 class ResourceSampler(Background):
     """Reads the process tree under `root_pid` every 1/rate_hz seconds, in its own thread."""
 
@@ -85,6 +126,7 @@ class ResourceSampler(Background):
         self._procs: dict[int, psutil.Process] = {}
         self._cmdlines: dict[int, list[str]] = {}
         self._roles: dict[int, str] = {}
+        self._monitor: MonitorCpu | None = None
         self.root_gone = threading.Event()
 
     def run(self) -> None:
@@ -129,5 +171,17 @@ class ResourceSampler(Background):
                 del self._procs[pid]
                 self.emit(ProcessEnded(pid, now, None))
                 continue
+            if pid == root.pid:
+                reading = self._with_host(reading, {p.pid for p in tree})
             readings.append(reading)
         self.emit(ResourceBatch(now, readings))
+
+    def _with_host(self, reading: ProcessReading, workflow: set[int]) -> ProcessReading:
+        """The root's reading, with the machine's busy CPU and gradetop's own (who else held the cores)."""
+        try:
+            if self._monitor is None:
+                self._monitor = MonitorCpu()
+            return dataclasses.replace(reading, host_busy_s=host_busy_s(), host_cores=psutil.cpu_count() or 1,
+                                       monitor_cpu_s=self._monitor.read(workflow))
+        except (psutil.Error, OSError):
+            return reading

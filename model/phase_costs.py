@@ -18,6 +18,7 @@ import numpy as np
 from gradetop.model.breakdown import INPUT, Parts, headline, training_like, what_if
 from gradetop.model.phases import Phase, PhaseCost
 from gradetop.model.phases.naming import Namer, UserCode
+from gradetop.model.processes import HOST_PID, MONITOR_PID
 from gradetop.model.profile import Profile
 from gradetop.model.roles import DATALOADER, MAIN, process_roles
 from gradetop.model.stacks import ROOT, short_path
@@ -42,6 +43,8 @@ STARVED = 0.7
 HELPERS = 0.3
 """Threads py-spy cannot see (torch's intra-op / OpenMP pool) computing this many CPU seconds per second
 the Python thread sat in a native call: that call waited for them, it was not blocked."""
+IDLE_CORE = 0.5
+"""Cores the machine left idle, on average over a phase, that make a thread short of CPU not starved."""
 _RULE_PARTS = frozenset({"forward", "backward", "optimizer step", "data loading"})
 _IMPORT = re.compile(r"(?:^|: )import (\S+)$")
 
@@ -120,7 +123,8 @@ class PhaseCoster:
         if pid not in self._series:
             s = self.profile.process_series
             mask = s.pid == pid
-            cols = {name: getattr(s, name)[mask] for name in ("t", "cpu_s", "rss", "read_bytes", "write_bytes")}
+            cols = {name: getattr(s, name)[mask] for name in ("t", "cpu_s", "rss", "read_bytes", "write_bytes",
+                                                              "threads")}
             info = self.profile.processes.get(pid)
             if info is not None and len(cols["t"]) and 0 < info.create_time < cols["t"][0]:
                 # Counters start at zero when the process does: what it used before its first
@@ -225,16 +229,21 @@ class PhaseCoster:
             total += _delta(tt, tc, phase.start, phase.end)
         return max(0.0, total)
 
-    def cpu_holders(self, phase: Phase) -> list[tuple[str, float]]:
-        """(who, cores) that used CPU during the phase, busiest first: the workflow's other processes
-        by role, this process's other threads; the rest of the machine's cores is what the workflow left."""
+    def cpu_holders(self, phase: Phase) -> dict:
+        """Who used the CPUs during the phase, in cores: `workflow` [(who, cores)] of the workflow's other
+        processes by role and this process's other threads, busiest first; where the recording read the
+        machine (model.processes.HOST_PID / MONITOR_PID), its `cores`, `busy` cores, gradetop's own
+        `monitor` cores and the `others` left to programs outside the workflow."""
         wall = phase.duration
+        out: dict = {"workflow": [], "cores": self.cores}
         if wall <= 0:
-            return []
+            return out
         by_role: dict[str, float] = {}
+        everything = 0.0
         for pid in self.profile.processes:
             s = self.series(pid)
             used = _delta(s["t"], s["cpu_s"], phase.start, phase.end)
+            everything += max(0.0, used)
             if pid == phase.pid:
                 tt, tc = self.thread_cpu(phase.pid, phase.tid)
                 used -= _delta(tt, tc, phase.start, phase.end)
@@ -244,7 +253,15 @@ class PhaseCoster:
                 who = f"{role}s" if role in ("worker", "DataLoader worker", "child") else role
             if used > 0.05 * wall:
                 by_role[who] = by_role.get(who, 0.0) + used / wall
-        return sorted(by_role.items(), key=lambda kv: -kv[1])
+        out["workflow"] = sorted(by_role.items(), key=lambda kv: -kv[1])
+        host, monitor = self.series(HOST_PID), self.series(MONITOR_PID)
+        if len(host["t"]) >= 2:
+            cores = int(host["threads"][-1]) if "threads" in host and len(host["threads"]) else self.cores
+            busy = max(0.0, _delta(host["t"], host["cpu_s"], phase.start, phase.end)) / wall
+            mon = max(0.0, _delta(monitor["t"], monitor["cpu_s"], phase.start, phase.end)) / wall
+            out.update(cores=cores or self.cores, busy=min(busy, float(cores or self.cores)), monitor=mon,
+                       others=max(0.0, busy - everything / wall - mon))
+        return out
 
     @staticmethod
     def _heaviest_node(nodes: np.ndarray, weights: np.ndarray) -> int:
@@ -310,8 +327,14 @@ def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> 
         cores = c.cpu_s / wall if wall > 0 else 0.0
         got = c.thread_cpu_s / c.active_s if c.active_s > 0 else 1.0
         if got < STARVED:
-            return "starved", (f"CPU-starved: the thread wanted a CPU {running:.0%} of {wall:.1f} s but ran only "
-                               f"{got:.0%} of that; {_holders_words(extra.get('holders') or [], wall)}")
+            holders = extra.get("holders") or {}
+            wanted = f"the thread wanted a CPU {running:.0%} of {wall:.1f} s but ran only {got:.0%} of that"
+            idle = holders.get("cores", 0) - holders.get("busy", holders.get("cores", 0))
+            if "busy" in holders and idle >= IDLE_CORE:
+                # Not starved: a core sat idle. Something other than the machine's load holds it back.
+                return "limited", (f"CPU-limited: {wanted}, while the machine had {idle:.1f} of its "
+                                   f"{holders['cores']} cores idle: a CPU quota (cgroup) or affinity holds it back")
+            return "starved", f"CPU-starved: {wanted}; {_holders_words(holders)}"
         return "cpu", (f"CPU-bound: the thread ran {running:.0%} of {wall:.1f} s; "
                        f"the process used {cores:.1f} cores")
     if parts and parts.get(INPUT, 0.0) >= INPUT_WAIT * sum(parts.values()):
@@ -349,13 +372,18 @@ def _function(where: str) -> str:
     return where.split(" at ", 1)[0]
 
 
-def _holders_words(holders: list[tuple[str, float]], wall: float) -> str:
-    """Who held the CPUs: the workflow's processes by role, with cores; the rest is outside the workflow."""
-    if not holders:
+def _holders_words(holders: dict) -> str:
+    """Who held the CPUs: the machine's load where it was read, the workflow's own processes by role."""
+    inside = ", ".join(f"{who} {cores:.1f}" for who, cores in holders.get("workflow", [])[:3])
+    mine = sum(c for _, c in holders.get("workflow", []))
+    if "busy" in holders:
+        return (f"the machine's {holders['cores']} cores were {holders['busy'] / holders['cores']:.0%} busy: "
+                f"the workflow's other work {mine:.1f}" + (f" ({inside})" if inside else "")
+                + f", gradetop and its samplers {holders['monitor']:.1f}, other programs {holders['others']:.1f}")
+    if not inside:
         return ("the workflow's other processes used no CPU meanwhile: processes outside it held the cores "
                 "(other jobs, gradetop's own samplers)")
-    inside = ", ".join(f"{who} {cores:.1f}" for who, cores in holders[:3])
-    return (f"meanwhile the workflow used {sum(c for _, c in holders):.1f} cores elsewhere ({inside}); "
+    return (f"meanwhile the workflow used {mine:.1f} cores elsewhere ({inside}); "
             f"the rest went to processes outside it (other jobs, gradetop's own samplers)")
 
 

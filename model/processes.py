@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+HOST_PID = -1
+"""Rows of the process series under this pid are the whole machine: cpu_s busy seconds, threads its cores."""
+MONITOR_PID = -2
+"""Rows of the process series under this pid are gradetop itself with its samplers (cpu_s)."""
+
 
 @dataclass
 class ProcessInfo:

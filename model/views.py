@@ -156,7 +156,7 @@ def _lane_label(profile: Profile, pid: int, tid: int | None, roles: dict[int, st
     if tid is None:
         info = profile.processes.get(pid)
         role = (roles or {}).get(pid, "")
-        role = f"{role}: " if role not in ("", "main", "child") else ""
+        role = f"{role} " if role not in ("", "main", "child") else ""
         return f"{pid} {role}{short_command(info.cmdline) if info else ''}".strip()
     thread = profile.threads.get((pid, tid))
     return f"{tid} {thread.name if thread else ''}".strip()
