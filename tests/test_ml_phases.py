@@ -287,3 +287,65 @@ def test_one_sample_of_jitter_makes_no_phase_nested_or_not():
     phases = rule_phases(profile, BUILTIN_RULES)
     assert sorted((p.path, p.depth) for p in phases) == [("backward", 0), ("forward", 0)], \
         [(p.path, round(p.start, 3), round(p.end, 3)) for p in phases]
+
+
+def reading_at(t: float, pid: int, cpu: float, threads: dict, **host) -> ProcessReading:
+    return ProcessReading(pid=pid, ppid=0, name="python", cmdline=["python", "train.py"], create_time=-1.0,
+                          status="running", cpu_s=cpu, rss=1, read_bytes=0, write_bytes=0, num_threads=len(threads),
+                          thread_times=threads, **host)
+
+
+def native_profile(helper_rate: float, thread_rate: float = 0.1, host_rate: float | None = None) -> Profile:
+    """4 s of a main thread sitting in Linear.forward (a native call), mostly idle, with a thread py-spy cannot
+    see (torch's intra-op pool) using `helper_rate` cores; the machine busy `host_rate` of its 2 cores."""
+    profile = Profile(ProfileMeta(host="test", start_time=0.0, end_time=4.0, target_pid=1, options={"cpus": 2}))
+    for k in range(41):
+        t = 0.1 * k
+        host = {} if host_rate is None else {"host_busy_s": host_rate * t, "host_cores": 2, "monitor_cpu_s": 0.0}
+        profile.ingest(ResourceBatch(t, [reading_at(t, 1, (thread_rate + helper_rate) * t,
+                                                    {1: (thread_rate * t, thread_rate * t), 7: (helper_rate * t, helper_rate * t)},
+                                                    **host)]))
+    frames = [("train_epoch", USER, 1), ("Module._call_impl", f"{SITE}/torch/nn/modules/module.py", 2),
+              ("Linear.forward", f"{SITE}/torch/nn/modules/linear.py", 125)]
+    n = 400
+    times = 0.005 + np.arange(n) * 0.01
+    profile.ingest(StackBatch(1, 0.0, 4.0, n, frames, [ThreadSamples(1, 1, "MainThread", times,
+                                                                      np.full(n, 0.01, np.float32), [(0, 1, 2)] * n)]))
+    return profile
+
+
+def forward_cost(profile: Profile):
+    (cost,) = [c for c in cost_phases(profile, rule_phases(profile, BUILTIN_RULES)) if c.phase.name == "forward"]
+    return cost
+
+
+def test_a_thread_idle_in_a_torch_kernel_waits_for_its_intra_op_threads():
+    cost = forward_cost(native_profile(helper_rate=1.6))
+    assert cost.verdict_kind == "helpers", cost.verdict
+    assert "intra-op threads" in cost.verdict and "1.6 cores" in cost.verdict, cost.verdict
+    assert cost.extra["helper_cpu_s"] == pytest.approx(6.4, rel=0.05)  # their CPU counts in the phase
+    alone = forward_cost(native_profile(helper_rate=0.0))
+    assert alone.verdict_kind == "blocked" and "no other thread of the process computed" in alone.verdict
+
+
+def test_cpu_starved_names_who_held_the_cores_and_never_shows_with_a_core_idle():
+    # The thread is runnable all along but runs 30%: its schedstat says active, its CPU says little.
+    def profile(host_rate):
+        p = Profile(ProfileMeta(host="test", start_time=0.0, end_time=4.0, target_pid=1, options={"cpus": 2}))
+        for k in range(41):
+            t = 0.1 * k
+            p.ingest(ResourceBatch(t, [reading_at(t, 1, 0.3 * t, {1: (0.3 * t, 1.0 * t)}, host_busy_s=host_rate * t,
+                                                  host_cores=2, monitor_cpu_s=0.2 * t)]))
+        frames = [("train_epoch", USER, 1), ("spin", USER, 2)]
+        times = 0.005 + np.arange(400) * 0.01
+        p.ingest(StackBatch(1, 0.0, 4.0, 400, frames, [ThreadSamples(1, 1, "MainThread", times,
+                                                                      np.full(400, 0.01, np.float32), [(0, 1)] * 400)]))
+        (cost,) = [c for c in cost_phases(p, all_phases(p)) if c.phase.name == "train_epoch"]
+        return cost
+
+    busy = profile(host_rate=2.0)
+    assert busy.verdict_kind == "starved", busy.verdict
+    assert "2 cores were 100% busy" in busy.verdict and "gradetop and its samplers 0.2" in busy.verdict
+    assert "other programs 1.5" in busy.verdict, busy.verdict
+    idle = profile(host_rate=1.0)
+    assert idle.verdict_kind == "limited" and "1.0 of its 2 cores idle" in idle.verdict, idle.verdict
