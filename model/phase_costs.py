@@ -22,7 +22,7 @@ from gradetop.model.processes import HOST_PID, MONITOR_PID
 from gradetop.model.profile import Profile
 from gradetop.model.roles import DATALOADER, MAIN, process_roles
 from gradetop.model.stacks import ROOT, short_path
-from gradetop.model.waits import wait_reason
+from gradetop.model.waits import children_move, wait_reason
 
 CPU_BOUND = 0.8
 """Running (or runnable) this share of the time: CPU-bound."""
@@ -178,7 +178,9 @@ class PhaseCoster:
             children += _delta(cs["t"], cs["cpu_s"], phase.start, phase.end)
         cost = PhaseCost(phase, float(sampled), float(active), float(waiting), float(stalled), cpu, thread_cpu,
                          children, int(rss), int(read), int(write), top_wait, reason, stalled_at)
-        extra: dict = {"helper_cpu_s": self.helper_cpu(phase), "role": self.roles.get(phase.pid, "")}
+        extra: dict = {"helper_cpu_s": self.helper_cpu(phase), "role": self.roles.get(phase.pid, ""),
+                       "children": sum(1 for p in self.descendants(phase.pid)
+                                       if self.roles.get(p) in ("worker", "DataLoader worker"))}
         if cost.active_s > 0 and cost.thread_cpu_s < STARVED * cost.active_s:
             extra["holders"] = self.cpu_holders(phase)
         if not (phase.source == "rule" and phase.name in _RULE_PARTS) and i1 - i0 >= 10:
@@ -352,6 +354,12 @@ def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> 
             and c.waiting_s >= INPUT_WAIT * s):
         return "input", (f"input-bound: waited {waiting:.0%} of {wall:.1f} s for the next batch "
                          f"while its workers used {c.children_cpu_s / wall:.1f} cores")
+    if waiting >= WAITING and children_move(c.wait_reason, c.children_cpu_s, wall):
+        # The same rule as the stuck judgement: a wait its children end, while they compute, is progress.
+        kids = extra.get("children", 0)
+        whom = f"its {kids} worker processes" if kids else "its worker processes"
+        return "input", (f"waiting on {whom}: waited {waiting:.0%} of {wall:.1f} s in {c.top_wait or 'a wait'} "
+                         f"while they used {c.children_cpu_s / wall:.1f} cores")
     if waiting + stalled >= INPUT_WAIT and c.children_cpu_s >= BUSY_CHILDREN * wall:
         return "input", (f"waiting on its worker processes (input): waited {waiting + stalled:.0%} of the time "
                          f"in {c.top_wait or c.stalled_at or 'a wait'} while they used {c.children_cpu_s / wall:.1f} cores")

@@ -21,6 +21,8 @@ MAIN = "main"
 DATALOADER = "DataLoader worker"
 WORKER = "worker"
 LAUNCHER = "launcher"
+HELPER = "helper"
+"""multiprocessing's resource tracker or fork server: plumbing, never the work."""
 CHILD = "child"
 
 _LAUNCHERS = ("torchrun", "torch.distributed.run", "torch.distributed.launch", "accelerate", "deepspeed")
@@ -30,7 +32,8 @@ _WORKER_ENTRIES = (
     ("concurrent/futures/process.py", ("_process_worker",)),
     ("loky/process_executor.py", ("_process_worker",)),
 )
-_WORKER_COMMANDS = ("spawn_main", "forkserver", "loky", "semaphore_tracker", "resource_tracker")
+_WORKER_COMMANDS = ("spawn_main", "loky")
+_HELPER_COMMANDS = ("resource_tracker", "semaphore_tracker", "forkserver")
 
 
 def process_roles(profile: Profile) -> dict[int, str]:
@@ -49,7 +52,11 @@ def process_roles(profile: Profile) -> dict[int, str]:
             role = MAIN
         elif marks.get(pid) == DATALOADER:
             role = DATALOADER
-        elif marks.get(pid) == WORKER or any(word in command for word in _WORKER_COMMANDS):
+        elif marks.get(pid) == WORKER:
+            role = WORKER
+        elif any(word in command for word in _HELPER_COMMANDS):
+            role = HELPER
+        elif any(word in command for word in _WORKER_COMMANDS):
             role = WORKER
         else:
             role = CHILD

@@ -86,10 +86,9 @@ def thread_rows(profile: Profile, stuck_after_s: float = STUCK_AFTER_S) -> list[
                                 unchanged, stuck_after_s, children_cpu_s=kids_cpu)
                 waiting_on = ""
                 if verdict.waiting_on_children and kids_cpu is not None and unchanged > 0:
-                    busy = [k for k in kids if roles.get(k) not in (None, "child")] or kids
-                    what = roles.get(busy[0], "child") if busy else "child"
-                    noun = "worker processes" if "worker" in what else "child processes"
-                    waiting_on = f"its {len(kids)} {noun} ({kids_cpu / unchanged:.1f} cores)"
+                    workers = [k for k in kids if roles.get(k) in ("worker", "DataLoader worker")]
+                    whom = f"{len(workers)} worker" if workers else f"{len(kids)} child"
+                    waiting_on = f"its {whom} processes ({kids_cpu / unchanged:.1f} cores)"
                 thread = profile.threads.get((pid, tid))
                 rows.append(ThreadRow(
                     pid=pid, tid=tid, name=thread.name if thread else "",
