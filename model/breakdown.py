@@ -103,7 +103,8 @@ class Parts:
         total = float(weights.sum())
         if len(nodes) == 0 or total <= 0:
             return {}
-        codes = np.array([self.of(int(n), skip_outer) for n in nodes], dtype=np.int64)
+        unique, inverse = np.unique(nodes, return_inverse=True)
+        codes = np.array([self.of(int(n), skip_outer) for n in unique], dtype=np.int64)[inverse]
         sums = np.bincount(codes, weights=weights, minlength=len(PARTS))
         return {PARTS[i]: float(sums[i] / total * seconds) for i in range(len(PARTS)) if sums[i] > 0}
 
