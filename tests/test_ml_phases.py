@@ -349,3 +349,36 @@ def test_cpu_starved_names_who_held_the_cores_and_never_shows_with_a_core_idle()
     assert "other programs 1.5" in busy.verdict, busy.verdict
     idle = profile(host_rate=1.0)
     assert idle.verdict_kind == "limited" and "1.0 of its 2 cores idle" in idle.verdict, idle.verdict
+
+
+def test_roles_from_environment_command_and_stacks():
+    from gradetop.model.roles import env_role, process_roles
+
+    assert env_role({"RANK": "3", "LOCAL_RANK": "1"}) == "rank 3"
+    assert env_role({"LOCAL_RANK": "1"}) == "local rank 1" and env_role({"RANK": "x"}) == ""
+    profile = Profile(ProfileMeta(host="test", start_time=0.0, target_pid=10))
+    readings = [reading_at(0.0, 10, 0.0, {}), reading_at(0.0, 11, 0.0, {}, env_role="rank 0"),
+                reading_at(0.0, 12, 0.0, {}, env_role="rank 1"), reading_at(0.0, 13, 0.0, {})]
+    commands = {10: ["torchrun", "--nproc-per-node", "2", "train.py"], 11: ["python", "train.py"],
+                12: ["python", "train.py"],
+                13: ["python", "-c", "from multiprocessing.resource_tracker import main;main(5)"]}
+    profile.ingest(ResourceBatch(0.0, [ProcessReading(**{**{f: getattr(r, f) for f in r.__slots__},
+                                                         "cmdline": commands[r.pid], "ppid": 10 if r.pid != 10 else 1})
+                                       for r in readings]))
+    frames = [("_worker_loop", f"{SITE}/torch/utils/data/_utils/worker.py", 1), ("get", f"{STDLIB}/queue.py", 2)]
+    profile.ingest(StackBatch(14, 0.0, 1.0, 1, frames, [ThreadSamples(14, 14, "MainThread", np.array([0.5]),
+                                                                      np.full(1, 0.01, np.float32), [(0, 1)])]))
+    assert process_roles(profile) == {10: "launcher", 11: "rank 0", 12: "rank 1", 13: "helper",
+                                      14: "DataLoader worker"}
+
+
+@pytest.mark.attach
+def test_the_rank_in_a_process_environment_is_its_role(tmp_path, ptrace):
+    import os
+
+    out = tmp_path / "rank.gtop"
+    result = gradetop("record", "-o", str(out), "--", sys.executable, "-c", "import time; time.sleep(1.5)",
+                      env={**os.environ, "RANK": "2"})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(gradetop("report", str(out), "--json").stdout)
+    assert [p["role"] for p in report["processes"]] == ["rank 2"], report["processes"]
