@@ -25,6 +25,9 @@ from gradetop.model.roles import process_roles, role_prefix
 
 AUTO_MIN_S = 1.0
 """Automatic phases shorter than this (or 2% of the thread's life, if longer) are noise."""
+DOMINANT = 0.75
+"""A bin belongs to a label that holds this share of its weight; below, the bin is mixed work (a loop of
+forward, backward and step calls a few ms each) and names no phase: the level above already does."""
 
 
 def namer_of(profile: Profile) -> Namer:
@@ -129,7 +132,9 @@ class _AutoCut:
             table = np.zeros((int(bins[-1]) + 1, len(codes)))
             np.add.at(table, (bins, inverse), weight)
             # Runs carry function ids; -1 is a gap (no frame at this depth), empty bins too.
-            dominant = np.where(table.sum(axis=1) > 0, codes[table.argmax(axis=1)], -1)
+            weight_of_bin = table.sum(axis=1)
+            held = table.max(axis=1) >= DOMINANT * np.maximum(weight_of_bin, 1e-12)
+            dominant = np.where((weight_of_bin > 0) & held, codes[table.argmax(axis=1)], -1)
             runs = [r for r in _keep_lasting(_runs(dominant), min_bins) if r[0] >= 0]
             if len({r[0] for r in runs}) >= 2:
                 return level, funcs, runs
