@@ -382,3 +382,17 @@ def test_the_rank_in_a_process_environment_is_its_role(tmp_path, ptrace):
     assert result.returncode == 0, result.stderr
     report = json.loads(gradetop("report", str(out), "--json").stdout)
     assert [p["role"] for p in report["processes"]] == ["rank 2"], report["processes"]
+
+
+def test_a_loop_of_short_calls_is_no_phase_of_its_most_frequent_call():
+    from gradetop.model.phases import auto_phases
+
+    profile = Profile(ProfileMeta(host="test", start_time=0.0, end_time=8.0, target_pid=1))
+    frames = [("main", USER, 1), ("load", USER, 2), ("train", USER, 3), ("forward", USER, 4), ("backward", USER, 5)]
+    # 2 s of load, then 6 s of train: forward 6 ms, backward 4 ms, over and over.
+    stacks = [(0, 1)] * 200 + [(0, 2, 3) if i % 10 < 6 else (0, 2, 4) for i in range(600)]
+    times = 0.005 + np.arange(len(stacks)) * 0.01
+    profile.ingest(StackBatch(1, 0.0, 8.0, len(stacks), frames, [ThreadSamples(
+        1, 1, "MainThread", times, np.full(len(stacks), 0.01, np.float32), stacks)]))
+    got = sorted((p.path, round(p.start, 2), round(p.end, 2)) for p in auto_phases(profile))
+    assert got == [("load", 0.0, 2.0), ("train", 2.0, 8.0)], got
