@@ -79,6 +79,7 @@ class PhaseCoster:
         self.namer = Namer(profile.stacks, user)
         self.roles = process_roles(profile)
         self.cores = int(profile.meta.options.get("cpus") or os.cpu_count() or 1)
+        self._helpers: dict[int, list[int]] = {}
 
     # ---- inputs ---------------------------------------------------------------------------
 
@@ -188,7 +189,7 @@ class PhaseCoster:
             if training_like(parts):
                 extra["breakdown"] = parts
         kind, words = verdict(cost, self.other_threads_active(phase), extra)
-        words = self.import_words(phase, nodes, idle, words)
+        words = self.import_words(phase, nodes, words)
         detail = [words]
         if "breakdown" in extra:
             workers = [p for p in self.descendants(phase.pid) if self.roles.get(p) == DATALOADER]
@@ -203,7 +204,7 @@ class PhaseCoster:
         extra["detail"] = "; ".join(d for d in detail if d)
         return replace(cost, verdict=words, verdict_kind=kind, extra=extra)
 
-    def import_words(self, phase: Phase, nodes: np.ndarray, idle: np.ndarray, words: str) -> str:
+    def import_words(self, phase: Phase, nodes: np.ndarray, words: str) -> str:
         """An import phase says so first, and where it ran: `import sklearn (worker, receiving its first task)`."""
         found = _IMPORT.search(phase.name)
         if not found:
@@ -218,18 +219,20 @@ class PhaseCoster:
 
     def helper_cpu(self, phase: Phase) -> float:
         """CPU seconds, in the phase, of the process's threads that run no Python (torch's intra-op pool)."""
-        s = self.profile.thread_series
-        if len(s) == 0:
-            return 0.0
-        mask = s.pid == phase.pid
-        python = {tid for (pid, tid) in self.profile.threads if pid == phase.pid}
         total = 0.0
-        for tid in np.unique(s.tid[mask]):
-            if int(tid) in python:
-                continue
-            tt, tc = self.thread_cpu(phase.pid, int(tid))
+        for tid in self.helper_tids(phase.pid):
+            tt, tc = self.thread_cpu(phase.pid, tid)
             total += _delta(tt, tc, phase.start, phase.end)
         return max(0.0, total)
+
+    def helper_tids(self, pid: int) -> list[int]:
+        """Threads of the process the kernel counted but py-spy never sampled: they run no Python."""
+        if pid not in self._helpers:
+            s = self.profile.thread_series
+            python = {tid for (p, tid) in self.profile.threads if p == pid}
+            tids = np.unique(s.tid[s.pid == pid]) if len(s) else []
+            self._helpers[pid] = [int(t) for t in tids if int(t) not in python]
+        return self._helpers[pid]
 
     def cpu_holders(self, phase: Phase) -> dict:
         """Who used the CPUs during the phase, in cores: `workflow` [(who, cores)] of the workflow's other
