@@ -35,6 +35,7 @@ from gradetop.model.stacks import ROOT, Frame, StackTable
 
 _SITE = re.compile(r"/(?:site|dist)-packages/")
 _STDLIB = re.compile(r"/lib/python3(?:\.\d+)?/")
+_NATIVE = re.compile(r"\.so(\.\d+)*$|\.dylib$|\.dll$|\.pyd$")
 
 IMPORT_FRAMES = frozenset({"_find_and_load", "_find_and_load_unlocked", "_gcd_import", "_handle_fromlist",
                            "import_module", "_load_unlocked", "_load", "exec_module", "_call_with_frames_removed",
@@ -156,8 +157,8 @@ class UserCode:
         return hit
 
     def _decide(self, file: str) -> bool:
-        if not file or file.startswith("<") or not file.endswith(".py"):
-            return False
+        if not file or file.startswith("<") or _NATIVE.search(file):
+            return False  # frozen modules, `python -c`, shared libraries (--native frames)
         if self.paths:
             return any(file.startswith(p) for p in self.paths)
         if _SITE.search(file) or _STDLIB.search(file):
