@@ -5,7 +5,7 @@
 train_epoch() runs the loop (next batch, forward, backward, optimizer step,
 a log line every few steps), evaluate() runs the model without grad, and
 save_checkpoint() writes it with torch.save. In `input` mode each item
-costs a worker 12 ms (decoding: a short sleep and a little CPU), so the
+costs a worker 10 ms (decoding: a short sleep and a little CPU), so the
 main thread waits for batches most of the time; in `compute` mode items are
 free and the model is wide, so the loop computes.
 
@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 MODE = sys.argv[sys.argv.index("--mode") + 1] if "--mode" in sys.argv else "input"
 INPUT = MODE == "input"
-ITEMS = 256 if INPUT else 4096
+ITEMS = 384 if INPUT else 4096
 BATCH = 16 if INPUT else 64
-FEATURES = 64 if INPUT else 256
-HIDDEN = 64 if INPUT else 768
+FEATURES = 128 if INPUT else 256
+HIDDEN = 2048 if INPUT else 768
 EPOCHS = 2
 
 
@@ -40,8 +40,8 @@ class Shards(Dataset):
 
     def __getitem__(self, i):
         if INPUT:
-            time.sleep(0.010)
-            end = time.perf_counter() + 0.002
+            time.sleep(0.009)
+            end = time.perf_counter() + 0.001
             while time.perf_counter() < end:
                 pass
         g = torch.Generator().manual_seed(i)
