@@ -43,6 +43,8 @@ STARVED = 0.7
 HELPERS = 0.3
 """Threads py-spy cannot see (torch's intra-op / OpenMP pool) computing this many CPU seconds per second
 the Python thread sat in a native call: that call waited for them, it was not blocked."""
+TASK_WAITS = frozenset({"queue.get", "connection recv", "select/poll", "condition wait"})
+"""Where a worker process waits for its next task (its index or call queue)."""
 IDLE_CORE = 0.5
 """Cores the machine left idle, on average over a phase, that make a thread short of CPU not starved."""
 _RULE_PARTS = frozenset({"forward", "backward", "optimizer step", "data loading"})
@@ -252,7 +254,12 @@ class PhaseCoster:
             if pid == phase.pid:
                 tt, tc = self.thread_cpu(phase.pid, phase.tid)
                 used -= _delta(tt, tc, phase.start, phase.end)
-                who = "its own process's other threads"
+                helpers = min(max(0.0, used), self.helper_cpu(phase))
+                if helpers > 0.05 * wall:
+                    # Threads that run no Python in the process: torch's intra-op (OpenMP) pool, BLAS.
+                    by_role["its intra-op (non-Python) threads"] = helpers / wall
+                used -= helpers
+                who = "its other Python threads"
             else:
                 role = self.roles.get(pid, "child")
                 who = f"{role}s" if role in ("worker", "DataLoader worker", "child") else role
@@ -357,6 +364,11 @@ def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> 
             and c.waiting_s >= INPUT_WAIT * s):
         return "input", (f"input-bound: waited {waiting:.0%} of {wall:.1f} s for the next batch "
                          f"while its workers used {c.children_cpu_s / wall:.1f} cores")
+    role = extra.get("role", "")
+    if role in (DATALOADER, "worker") and waiting >= WAITING and c.wait_reason in TASK_WAITS:
+        consumer = "the main process takes batches" if role == DATALOADER else "its parent hands out tasks"
+        return "idle", (f"idle, waiting for work: waited {waiting:.0%} of {wall:.1f} s in "
+                        f"{c.top_wait or 'its task queue'}; {consumer} slower than it could serve them")
     if waiting >= WAITING and children_move(c.wait_reason, c.children_cpu_s, wall):
         # The same rule as the stuck judgement: a wait its children end, while they compute, is progress.
         kids = extra.get("children", 0)

@@ -397,3 +397,16 @@ def test_a_loop_of_short_calls_is_no_phase_of_its_most_frequent_call():
         1, 1, "MainThread", times, np.full(len(stacks), 0.01, np.float32), stacks)]))
     got = sorted((p.path, round(p.start, 2), round(p.end, 2)) for p in auto_phases(profile))
     assert got == [("load", 0.0, 2.0), ("train", 2.0, 8.0)], got
+
+
+def test_a_worker_waiting_for_its_next_task_is_idle_not_blocked():
+    from gradetop.model.phase_costs import verdict
+    from gradetop.model.phases import Phase, PhaseCost
+
+    phase = Phase("DataLoader worker: data loading", "DataLoader worker: data loading", "rule", 2, 2, 0.0, 10.0)
+    cost = PhaseCost(phase, sampled_s=10.0, active_s=0.3, waiting_s=9.7, stalled_s=0.0, cpu_s=0.3, thread_cpu_s=0.3,
+                     children_cpu_s=0.0, peak_rss=0, read_bytes=0, write_bytes=0,
+                     top_wait="_PollLikeSelector.select (queue.get)", wait_reason="queue.get")
+    kind, words = verdict(cost, 0.0, {"role": "DataLoader worker"})
+    assert kind == "idle" and words.startswith("idle, waiting for work: waited 97% of 10.0 s"), words
+    assert verdict(cost, 0.0, {"role": "main"})[0] == "blocked"
