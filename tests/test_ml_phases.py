@@ -410,3 +410,23 @@ def test_a_worker_waiting_for_its_next_task_is_idle_not_blocked():
     kind, words = verdict(cost, 0.0, {"role": "DataLoader worker"})
     assert kind == "idle" and words.startswith("idle, waiting for work: waited 97% of 10.0 s"), words
     assert verdict(cost, 0.0, {"role": "main"})[0] == "blocked"
+
+
+@pytest.mark.attach
+def test_dump_calls_a_parent_of_busy_workers_waiting_not_stuck(ptrace):
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, str(WORKLOADS / "futures_pipeline.py")])
+    try:
+        time.sleep(1.5)  # the workers have started their first shards (2.5 s each)
+        result = gradetop("dump", "--pid", str(proc.pid), "--watch", "2", "--json")
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out["stuck"] == [], out["stuck"]
+    (main,) = [p for p in out["processes"] if p["pid"] == proc.pid]
+    waiting = [t for t in main["threads"] if t["waiting_on"]]
+    assert waiting and all("child process" in t["waiting_on"] for t in waiting), main["threads"]
