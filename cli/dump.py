@@ -100,6 +100,8 @@ def thread_lines(thread: ThreadReport, locals_: bool) -> list[str]:
         verdict = f"  STUCK in {thread.wait_reason}"
     elif thread.wait_reason:
         verdict = f"  waiting in {thread.wait_reason}"
+        if thread.waiting_on:
+            verdict += f" on {thread.waiting_on} (not stuck)"
     lines = [f"Thread {thread.tid} ({thread.state}{gil}, unchanged {thread.unchanged_s:.1f} s): "
              f"\"{thread.name}\"{verdict}"]
     for frame in thread.frames:

@@ -37,6 +37,13 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--blocking", action="store_true", help="pause the target for each sample (py-spy's default; off here: it slows many-threaded jobs)")
     parser.add_argument("--no-subprocesses", dest="subprocesses", action="store_false", help="sample only the main process, not its children")
     parser.add_argument("--phases", metavar="RULES.toml", help="your own rules mapping frames to phases (see README)")
+    add_user_code_argument(parser)
+
+
+def add_user_code_argument(parser) -> None:
+    parser.add_argument("--user-code", action="append", metavar="PATH", default=None,
+                        help="your own code lives under PATH (repeatable): it names automatic phases; "
+                             "default: every file outside the standard library and site-packages")
 
 
 def positive_float(text: str) -> float:
@@ -76,11 +83,15 @@ pid_number.__name__ = "pid"
 
 
 def phase_options(args) -> dict:
-    """The user's phase rules, checked now (a bad file fails before anything runs) and kept in the snapshot."""
+    """The user's phase rules (checked now: a bad file fails before anything runs), where their code lives,
+    and the machine's CPUs (what CPU-starved verdicts weigh against), kept in the snapshot."""
+    options: dict = {"cpus": os.cpu_count() or 1}
+    if getattr(args, "user_code", None):
+        options["user_code"] = [os.path.abspath(p) for p in args.user_code]
     if not getattr(args, "phases", None):
-        return {}
+        return options
     try:
-        return {"phase_rules": rules_to_data(load_rules(args.phases))}
+        return {**options, "phase_rules": rules_to_data(load_rules(args.phases))}
     except RulesError as exc:
         raise UserError(str(exc)) from None
 

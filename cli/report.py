@@ -8,6 +8,7 @@ import sys
 
 from gradetop.cli.errors import UserError, say
 from gradetop.cli.progress import progress_bar
+from gradetop.cli.record import add_user_code_argument
 from gradetop.model.report import build_report, format_report
 from gradetop.model.rules import RulesError, load_rules
 from gradetop.model.imports import load_any
@@ -20,6 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--top", type=int, default=20, metavar="N", help="functions listed in the text report (default 20)")
     parser.add_argument("--phases", metavar="RULES.toml", help="phase rules to apply (default: those recorded with the file)")
+    add_user_code_argument(parser)
     idle = parser.add_mutually_exclusive_group()
     idle.add_argument("--idle", dest="idle", action="store_true", default=None, help="count idle samples in function times")
     idle.add_argument("--no-idle", dest="idle", action="store_false", help="count only active samples")
@@ -46,6 +48,8 @@ def run(args) -> int:
             rules = load_rules(args.phases)
         except RulesError as exc:
             raise UserError(str(exc)) from None
+    if args.user_code:
+        profile.meta.options["user_code"] = [os.path.abspath(p) for p in args.user_code]
     report = build_report(profile, include_idle=args.idle, rules=rules)
     if args.json:
         json.dump(report, sys.stdout, indent=2)

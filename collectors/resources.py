@@ -10,6 +10,7 @@ Must never judge what it reads (the model does), nor import textual or rich.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +20,11 @@ import psutil
 from gradetop.collectors.background import Background
 from gradetop.collectors.procfs import schedstat_ns
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
+from gradetop.model.roles import env_role
 
 
-def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> ProcessReading | None:
+def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
+                 roles: dict[int, str] | None = None) -> ProcessReading | None:
     """One reading of one process, or None if it vanished or cannot be read."""
     try:
         with proc.oneshot():
@@ -44,6 +47,13 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
                     cmdline = cmdlines[proc.pid] = proc.cmdline()
                 except psutil.AccessDenied:
                     cmdline = cmdlines[proc.pid] = []
+            role = roles.get(proc.pid) if roles is not None else ""
+            if role is None:
+                # Once per process: a rank does not change, and environ is a read of its memory.
+                try:
+                    role = roles[proc.pid] = env_role(proc.environ())
+                except (psutil.AccessDenied, OSError):
+                    role = roles[proc.pid] = ""
             return ProcessReading(
                 pid=proc.pid,
                 ppid=proc.ppid(),
@@ -57,11 +67,52 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
                 write_bytes=write_bytes,
                 num_threads=len(threads) or proc.num_threads(),
                 thread_times=threads,
+                env_role=role,
             )
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
     except psutil.AccessDenied:
         return None
+
+
+class MonitorCpu:
+    """CPU seconds of gradetop and its py-spy samplers, cumulative: what the monitoring itself costs.
+
+    A sampler that ended keeps the CPU it was last seen with, so the sum never goes back.
+    """
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self._samplers: dict[int, tuple[psutil.Process, float]] = {}
+        self._gone_s = 0.0
+
+    def read(self, workflow: set[int]) -> float:
+        try:
+            times = self.me.cpu_times()
+            total = times.user + times.system
+            for child in self.me.children(recursive=True):
+                if child.pid not in workflow and child.pid not in self._samplers:
+                    try:
+                        if "py-spy" in child.name():
+                            self._samplers[child.pid] = (child, 0.0)
+                    except psutil.Error:
+                        pass
+        except psutil.Error:
+            return -1.0
+        for pid, (proc, last) in list(self._samplers.items()):
+            try:
+                cpu = proc.cpu_times()
+                self._samplers[pid] = (proc, cpu.user + cpu.system)
+            except psutil.Error:
+                self._gone_s += last
+                del self._samplers[pid]
+        return total + self._gone_s + sum(last for _, last in self._samplers.values())
+
+
+def host_busy_s() -> float:
+    """CPU seconds the whole machine was busy (not idle, not waiting for IO), cumulative."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 class ResourceSampler(Background):
@@ -74,6 +125,8 @@ class ResourceSampler(Background):
         self.interval = 1.0 / rate_hz
         self._procs: dict[int, psutil.Process] = {}
         self._cmdlines: dict[int, list[str]] = {}
+        self._roles: dict[int, str] = {}
+        self._monitor: MonitorCpu | None = None
         self.root_gone = threading.Event()
 
     def pids(self) -> list[int]:
@@ -117,10 +170,22 @@ class ResourceSampler(Background):
         readings = []
         for pid in list(self._procs):
             proc = self._procs[pid]
-            reading = read_process(proc, self._cmdlines) if proc in tree or pid == root.pid else None
+            reading = read_process(proc, self._cmdlines, self._roles) if proc in tree or pid == root.pid else None
             if reading is None or reading.status == psutil.STATUS_ZOMBIE:
                 del self._procs[pid]
                 self.emit(ProcessEnded(pid, now, None))
                 continue
+            if pid == root.pid:
+                reading = self._with_host(reading, {p.pid for p in tree})
             readings.append(reading)
         self.emit(ResourceBatch(now, readings))
+
+    def _with_host(self, reading: ProcessReading, workflow: set[int]) -> ProcessReading:
+        """The root's reading, with the machine's busy CPU and gradetop's own (who else held the cores)."""
+        try:
+            if self._monitor is None:
+                self._monitor = MonitorCpu()
+            return dataclasses.replace(reading, host_busy_s=host_busy_s(), host_cores=psutil.cpu_count() or 1,
+                                       monitor_cpu_s=self._monitor.read(workflow))
+        except (psutil.Error, OSError):
+            return reading

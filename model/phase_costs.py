@@ -9,14 +9,20 @@ short phases (a forward pass per step) cost little more than one.
 from __future__ import annotations
 
 import linecache
+import os
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gradetop.model.breakdown import INPUT, Parts, headline, training_like, what_if
 from gradetop.model.phases import Phase, PhaseCost
+from gradetop.model.phases.naming import Namer, UserCode
+from gradetop.model.processes import HOST_PID, MONITOR_PID
 from gradetop.model.profile import Profile
+from gradetop.model.roles import DATALOADER, MAIN, process_roles
 from gradetop.model.stacks import ROOT, short_path
-from gradetop.model.waits import wait_reason
+from gradetop.model.waits import children_move, wait_reason
 
 CPU_BOUND = 0.8
 """Running (or runnable) this share of the time: CPU-bound."""
@@ -34,12 +40,22 @@ INPUT_WAIT = 0.5
 """Idle this share of the time while its workers are busy: the thread waits on their input."""
 STARVED = 0.7
 """A runnable thread that got less than this share of CPU while it wanted one is starved, not CPU-bound."""
+HELPERS = 0.3
+"""Threads py-spy cannot see (torch's intra-op / OpenMP pool) computing this many CPU seconds per second
+the Python thread sat in a native call: that call waited for them, it was not blocked."""
+TASK_WAITS = frozenset({"queue.get", "connection recv", "select/poll", "condition wait"})
+"""Where a worker process waits for its next task (its index or call queue)."""
+IDLE_CORE = 0.5
+"""Cores the machine left idle, on average over a phase, that make a thread short of CPU not starved."""
+_RULE_PARTS = frozenset({"forward", "backward", "optimizer step", "data loading"})
+_IMPORT = re.compile(r"(?:^|: )import (\S+)$")
 
 
 @dataclass
 class _ThreadSums:
     t: np.ndarray
     w: np.ndarray
+    w_each: np.ndarray
     active: np.ndarray
     waiting: np.ndarray
     stalled: np.ndarray
@@ -60,6 +76,12 @@ class PhaseCoster:
         self._children: dict[int, list[int]] = {}
         for info in profile.processes.values():
             self._children.setdefault(info.ppid, []).append(info.pid)
+        user = UserCode(tuple(profile.meta.options.get("user_code") or ()))
+        self.parts = Parts(profile.stacks, user)
+        self.namer = Namer(profile.stacks, user)
+        self.roles = process_roles(profile)
+        self.cores = int(profile.meta.options.get("cpus") or os.cpu_count() or 1)
+        self._helpers: dict[int, list[int]] = {}
 
     # ---- inputs ---------------------------------------------------------------------------
 
@@ -90,6 +112,7 @@ class PhaseCoster:
             self._threads[key] = _ThreadSums(
                 t=tl.t[idx],
                 w=np.r_[0.0, np.cumsum(w)],
+                w_each=w,
                 active=np.r_[0.0, np.cumsum(active)],
                 waiting=np.r_[0.0, np.cumsum(np.where(waiting_mask, idle, 0.0))],
                 stalled=np.r_[0.0, np.cumsum(np.where(waiting_mask, 0.0, idle))],
@@ -103,7 +126,8 @@ class PhaseCoster:
         if pid not in self._series:
             s = self.profile.process_series
             mask = s.pid == pid
-            cols = {name: getattr(s, name)[mask] for name in ("t", "cpu_s", "rss", "read_bytes", "write_bytes")}
+            cols = {name: getattr(s, name)[mask] for name in ("t", "cpu_s", "rss", "read_bytes", "write_bytes",
+                                                              "threads")}
             info = self.profile.processes.get(pid)
             if info is not None and len(cols["t"]) and 0 < info.create_time < cols["t"][0]:
                 # Counters start at zero when the process does: what it used before its first
@@ -157,8 +181,99 @@ class PhaseCoster:
             children += _delta(cs["t"], cs["cpu_s"], phase.start, phase.end)
         cost = PhaseCost(phase, float(sampled), float(active), float(waiting), float(stalled), cpu, thread_cpu,
                          children, int(rss), int(read), int(write), top_wait, reason, stalled_at)
-        kind, words = verdict(cost, self.other_threads_active(phase))
-        return replace(cost, verdict=words, verdict_kind=kind)
+        extra: dict = {"helper_cpu_s": self.helper_cpu(phase), "role": self.roles.get(phase.pid, ""),
+                       "children": sum(1 for p in self.descendants(phase.pid)
+                                       if self.roles.get(p) in ("worker", "DataLoader worker"))}
+        if cost.active_s > 0 and cost.thread_cpu_s < STARVED * cost.active_s:
+            extra["holders"] = self.cpu_holders(phase)
+        if not (phase.source == "rule" and phase.name in _RULE_PARTS) and i1 - i0 >= 10:
+            parts = self.parts.breakdown(nodes, th.w_each[i0:i1], phase.duration)
+            if training_like(parts):
+                extra["breakdown"] = parts
+        kind, words = verdict(cost, self.other_threads_active(phase), extra)
+        words = self.import_words(phase, nodes, words)
+        detail = [words]
+        if "breakdown" in extra:
+            workers = [p for p in self.descendants(phase.pid) if self.roles.get(p) == DATALOADER]
+            short = phase.name.rsplit(": ", 1)[-1]
+            detail.append(headline(short, extra["breakdown"], "waiting for DataLoader workers" if workers
+                                   else "waiting for input"))
+            extra["headline"] = detail[-1]
+            gain = what_if(short, extra["breakdown"], phase.duration)
+            if gain:
+                detail.append(gain)
+                extra["what_if"] = gain
+        extra["detail"] = "; ".join(d for d in detail if d)
+        return replace(cost, verdict=words, verdict_kind=kind, extra=extra)
+
+    def import_words(self, phase: Phase, nodes: np.ndarray, words: str) -> str:
+        """An import phase says so first, and where it ran: `import sklearn (worker, receiving its first task)`."""
+        found = _IMPORT.search(phase.name)
+        if not found:
+            return words
+        where = []
+        role = self.roles.get(phase.pid, "")
+        if role and role != MAIN:
+            where.append(role)
+        if len(nodes) and any(self.namer.import_context(int(n)) == "task" for n in np.unique(nodes)):
+            where.append("receiving its first task")
+        return f"import {found.group(1)}" + (f" ({', '.join(where)})" if where else "") + f": {words}"
+
+    def helper_cpu(self, phase: Phase) -> float:
+        """CPU seconds, in the phase, of the process's threads that run no Python (torch's intra-op pool)."""
+        total = 0.0
+        for tid in self.helper_tids(phase.pid):
+            tt, tc = self.thread_cpu(phase.pid, tid)
+            total += _delta(tt, tc, phase.start, phase.end)
+        return max(0.0, total)
+
+    def helper_tids(self, pid: int) -> list[int]:
+        """Threads of the process the kernel counted but py-spy never sampled: they run no Python."""
+        if pid not in self._helpers:
+            s = self.profile.thread_series
+            python = {tid for (p, tid) in self.profile.threads if p == pid}
+            tids = np.unique(s.tid[s.pid == pid]) if len(s) else []
+            self._helpers[pid] = [int(t) for t in tids if int(t) not in python]
+        return self._helpers[pid]
+
+    def cpu_holders(self, phase: Phase) -> dict:
+        """Who used the CPUs during the phase, in cores: `workflow` [(who, cores)] of the workflow's other
+        processes by role and this process's other threads, busiest first; where the recording read the
+        machine (model.processes.HOST_PID / MONITOR_PID), its `cores`, `busy` cores, gradetop's own
+        `monitor` cores and the `others` left to programs outside the workflow."""
+        wall = phase.duration
+        out: dict = {"workflow": [], "cores": self.cores}
+        if wall <= 0:
+            return out
+        by_role: dict[str, float] = {}
+        everything = 0.0
+        for pid in self.profile.processes:
+            s = self.series(pid)
+            used = _delta(s["t"], s["cpu_s"], phase.start, phase.end)
+            everything += max(0.0, used)
+            if pid == phase.pid:
+                tt, tc = self.thread_cpu(phase.pid, phase.tid)
+                used -= _delta(tt, tc, phase.start, phase.end)
+                helpers = min(max(0.0, used), self.helper_cpu(phase))
+                if helpers > 0.05 * wall:
+                    # Threads that run no Python in the process: torch's intra-op (OpenMP) pool, BLAS.
+                    by_role["its intra-op (non-Python) threads"] = helpers / wall
+                used -= helpers
+                who = "its other Python threads"
+            else:
+                role = self.roles.get(pid, "child")
+                who = f"{role}s" if role in ("worker", "DataLoader worker", "child") else role
+            if used > 0.05 * wall:
+                by_role[who] = by_role.get(who, 0.0) + used / wall
+        out["workflow"] = sorted(by_role.items(), key=lambda kv: -kv[1])
+        host, monitor = self.series(HOST_PID), self.series(MONITOR_PID)
+        if len(host["t"]) >= 2:
+            cores = int(host["threads"][-1]) if "threads" in host and len(host["threads"]) else self.cores
+            busy = max(0.0, _delta(host["t"], host["cpu_s"], phase.start, phase.end)) / wall
+            mon = max(0.0, _delta(monitor["t"], monitor["cpu_s"], phase.start, phase.end)) / wall
+            out.update(cores=cores or self.cores, busy=min(busy, float(cores or self.cores)), monitor=mon,
+                       others=max(0.0, busy - everything / wall - mon))
+        return out
 
     @staticmethod
     def _heaviest_node(nodes: np.ndarray, weights: np.ndarray) -> int:
@@ -204,25 +319,62 @@ def _peak(t: np.ndarray, values: np.ndarray, start: float, end: float) -> float:
     return float(values[i0:i1].max()) if i1 > i0 else 0.0
 
 
-def verdict(c: PhaseCost, others_active_s: float) -> tuple[str, str]:
-    """(kind, words): the bottleneck of one phase, named with the numbers that show it."""
+def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> tuple[str, str]:
+    """(kind, words): the bottleneck of one phase, named with the numbers that show it.
+
+    `extra` is what the coster learnt beyond the thread: `helper_cpu_s` (CPU of the process's threads
+    that run no Python: torch's intra-op pool), `holders` ((who, cores) that used CPU meanwhile),
+    `breakdown` ({part: seconds} of a training-like phase), `role`.
+    """
+    extra = extra or {}
     s = c.sampled_s
     if s <= 0:
         return "unknown", "no samples in this phase"
     wall = c.phase.duration or s
     running, waiting, stalled = c.active_s / s, c.waiting_s / s, c.stalled_s / s
     io_rate = (c.read_bytes + c.write_bytes) / wall if wall > 0 else 0.0
+    helpers = float(extra.get("helper_cpu_s", 0.0))
+    parts = extra.get("breakdown") or {}
     if running >= CPU_BOUND:
         cores = c.cpu_s / wall if wall > 0 else 0.0
         got = c.thread_cpu_s / c.active_s if c.active_s > 0 else 1.0
         if got < STARVED:
-            return "starved", (f"CPU-starved: the thread wanted a CPU {running:.0%} of {wall:.1f} s but ran only "
-                               f"{got:.0%} of that; other work holds the cores")
+            holders = extra.get("holders") or {}
+            wanted = f"the thread wanted a CPU {running:.0%} of {wall:.1f} s but ran only {got:.0%} of that"
+            idle = holders.get("cores", 0) - holders.get("busy", holders.get("cores", 0))
+            if "busy" in holders and idle >= IDLE_CORE:
+                # Not starved: a core sat idle. Something other than the machine's load holds it back.
+                return "limited", (f"CPU-limited: {wanted}, while the machine had {idle:.1f} of its "
+                                   f"{holders['cores']} cores idle: a CPU quota (cgroup) or affinity holds it back")
+            return "starved", f"CPU-starved: {wanted}; {_holders_words(holders)}"
         return "cpu", (f"CPU-bound: the thread ran {running:.0%} of {wall:.1f} s; "
                        f"the process used {cores:.1f} cores")
+    if parts and parts.get(INPUT, 0.0) >= INPUT_WAIT * sum(parts.values()):
+        share = parts[INPUT] / sum(parts.values())
+        return "input", (f"input-bound: waited {share:.0%} of {wall:.1f} s for the next batch "
+                         f"while its workers used {c.children_cpu_s / wall:.1f} cores")
+    if stalled >= STALLED and helpers >= HELPERS * c.stalled_s and c.stalled_s > 0:
+        return "helpers", (f"computing on torch's intra-op threads: the thread sat {stalled:.0%} of {wall:.1f} s in "
+                           f"{_function(c.stalled_at) or 'a native call'} while the process's non-Python threads "
+                           f"used {helpers:.1f} CPU s ({helpers / wall:.1f} cores)")
     if stalled >= STALLED and others_active_s > 0.2 * wall:
         return "gil", (f"GIL-contended: {stalled:.0%} of the time the thread was in Python code but not running, "
                        f"while its other threads ran {others_active_s:.1f} s")
+    if (waiting + stalled >= INPUT_WAIT and c.wait_reason == "DataLoader wait"
+            and c.waiting_s >= INPUT_WAIT * s):
+        return "input", (f"input-bound: waited {waiting:.0%} of {wall:.1f} s for the next batch "
+                         f"while its workers used {c.children_cpu_s / wall:.1f} cores")
+    role = extra.get("role", "")
+    if role in (DATALOADER, "worker") and waiting >= WAITING and c.wait_reason in TASK_WAITS:
+        consumer = "the main process takes batches" if role == DATALOADER else "its parent hands out tasks"
+        return "idle", (f"idle, waiting for work: waited {waiting:.0%} of {wall:.1f} s in "
+                        f"{c.top_wait or 'its task queue'}; {consumer} slower than it could serve them")
+    if waiting >= WAITING and children_move(c.wait_reason, c.children_cpu_s, wall):
+        # The same rule as the stuck judgement: a wait its children end, while they compute, is progress.
+        kids = extra.get("children", 0)
+        whom = f"its {kids} worker processes" if kids else "its worker processes"
+        return "input", (f"waiting on {whom}: waited {waiting:.0%} of {wall:.1f} s in {c.top_wait or 'a wait'} "
+                         f"while they used {c.children_cpu_s / wall:.1f} cores")
     if waiting + stalled >= INPUT_WAIT and c.children_cpu_s >= BUSY_CHILDREN * wall:
         return "input", (f"waiting on its worker processes (input): waited {waiting + stalled:.0%} of the time "
                          f"in {c.top_wait or c.stalled_at or 'a wait'} while they used {c.children_cpu_s / wall:.1f} cores")
@@ -233,8 +385,29 @@ def verdict(c: PhaseCost, others_active_s: float) -> tuple[str, str]:
         return "blocked", f"blocked: waited {waiting:.0%} of {wall:.1f} s in {c.top_wait or 'a wait'}"
     if stalled >= STALLED:
         # Idle in a line that is no known wait, with no other thread running: a blocking native call.
-        return "blocked", f"blocked: idle {stalled:.0%} of {wall:.1f} s in a native call ({c.stalled_at or 'unknown'})"
+        return "blocked", (f"blocked: idle {stalled:.0%} of {wall:.1f} s in a native call "
+                           f"({c.stalled_at or 'unknown'}); no other thread of the process computed meanwhile "
+                           f"({helpers:.1f} CPU s)")
     return "mixed", f"mixed: ran {running:.0%}, waited {waiting:.0%}, stalled {stalled:.0%}"
+
+
+def _function(where: str) -> str:
+    return where.split(" at ", 1)[0]
+
+
+def _holders_words(holders: dict) -> str:
+    """Who held the CPUs: the machine's load where it was read, the workflow's own processes by role."""
+    inside = ", ".join(f"{who} {cores:.1f}" for who, cores in holders.get("workflow", [])[:3])
+    mine = sum(c for _, c in holders.get("workflow", []))
+    if "busy" in holders:
+        return (f"the machine's {holders['cores']} cores were {holders['busy'] / holders['cores']:.0%} busy: "
+                f"the workflow's other work {mine:.1f}" + (f" ({inside})" if inside else "")
+                + f", gradetop and its samplers {holders['monitor']:.1f}, other programs {holders['others']:.1f}")
+    if not inside:
+        return ("the workflow's other processes used no CPU meanwhile: processes outside it held the cores "
+                "(other jobs, gradetop's own samplers)")
+    return (f"meanwhile the workflow used {mine:.1f} cores elsewhere ({inside}); "
+            f"the rest went to processes outside it (other jobs, gradetop's own samplers)")
 
 
 def cost_phases(profile: Profile, phases: list[Phase]) -> list[PhaseCost]:

@@ -53,6 +53,8 @@ class ProcessRow:
     threads: int
     sampled: str
     depth: int = 0
+    role: str = ""
+    """main, DataLoader worker, worker, launcher, rank N, child (model.roles)."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 
 from gradetop.model.pictures import ProcessRow
 from gradetop.model.profile import Profile
+from gradetop.model.roles import process_roles
 
 
 def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]:
@@ -29,6 +30,7 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
             if t[last] > t[first]:
                 cpu_percent[int(p)] = 100.0 * (cpu_s[last] - cpu_s[first]) / (t[last] - t[first])
     procs = profile.processes
+    roles = process_roles(profile)
     children: dict[int, list[int]] = {}
     for info in procs.values():
         parent = info.ppid if info.ppid in procs and info.ppid != info.pid else 0
@@ -45,7 +47,7 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
         sampled = "yes" if info.sampled else (info.why_not_sampled or "not yet")
         out.append(ProcessRow(pid, info.ppid, short_command(info.cmdline) or info.name, state,
                               cpu_percent.get(pid, 0.0) if info.end_time is None else 0.0,
-                              rss, threads, sampled, depth))
+                              rss, threads, sampled, depth, roles.get(pid, "")))
         for child in sorted(children.get(pid, [])):
             visit(child, depth + 1)
 

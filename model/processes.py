@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+HOST_PID = -1
+"""Rows of the process series under this pid are the whole machine: cpu_s busy seconds, threads its cores."""
+MONITOR_PID = -2
+"""Rows of the process series under this pid are gradetop itself with its samplers (cpu_s)."""
+
 
 @dataclass
 class ProcessInfo:
@@ -23,6 +28,8 @@ class ProcessInfo:
     """Wall seconds covered by this process's sampling windows."""
     ticks: int = 0
     """Sampling ticks py-spy made on it (its rate drifts from the asked one)."""
+    env_role: str = ""
+    """'rank 3' from RANK / LOCAL_RANK in its environment ('' without); model.roles reads it."""
 
     @property
     def command(self) -> str:

@@ -21,7 +21,7 @@ from gradetop.model.calltree import CallTree, build_tree
 from gradetop.model.journal import Journal
 from gradetop.model.gpu import GpuModel
 from gradetop.model.gpu_records import GPU_RECORDS
-from gradetop.model.processes import ProcessInfo, ThreadInfo
+from gradetop.model.processes import HOST_PID, MONITOR_PID, ProcessInfo, ThreadInfo
 from gradetop.model.records import (
     OutputLine,
     PhaseMark,
@@ -223,15 +223,20 @@ class Profile:
 
     def _ingest_resources(self, batch: ResourceBatch) -> None:
         procs = batch.processes
+        # The machine and gradetop itself ride on the root's reading; they become rows of their own
+        # pseudo pids (model.processes), never processes of the workflow.
+        extra = [(pid, cpu, cores) for p in procs if p.host_busy_s >= 0
+                 for pid, cpu, cores in ((HOST_PID, p.host_busy_s, p.host_cores), (MONITOR_PID, p.monitor_cpu_s, 0))
+                 if cpu >= 0]
         if procs:
             rows = {
-                "t": np.full(len(procs), batch.t),
-                "pid": np.array([p.pid for p in procs]),
-                "cpu_s": np.array([p.cpu_s for p in procs]),
-                "rss": np.array([p.rss for p in procs]),
-                "read_bytes": np.array([p.read_bytes for p in procs]),
-                "write_bytes": np.array([p.write_bytes for p in procs]),
-                "threads": np.array([p.num_threads for p in procs]),
+                "t": np.full(len(procs) + len(extra), batch.t),
+                "pid": np.array([p.pid for p in procs] + [e[0] for e in extra]),
+                "cpu_s": np.array([p.cpu_s for p in procs] + [e[1] for e in extra]),
+                "rss": np.array([p.rss for p in procs] + [0] * len(extra)),
+                "read_bytes": np.array([p.read_bytes for p in procs] + [-1] * len(extra)),
+                "write_bytes": np.array([p.write_bytes for p in procs] + [-1] * len(extra)),
+                "threads": np.array([p.num_threads for p in procs] + [e[2] for e in extra]),
             }
             self.process_series.append(**rows)
             if self.journal is not None:
@@ -246,6 +251,8 @@ class Profile:
             info.create_time = p.create_time
             if p.cmdline:
                 info.cmdline = list(p.cmdline)
+            if p.env_role:
+                info.env_role = p.env_role
             for tid, (cpu_s, active_s) in p.thread_times.items():
                 pids.append(p.pid)
                 tids.append(tid)

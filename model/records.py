@@ -57,6 +57,14 @@ class ProcessReading:
     num_threads: int
     thread_times: dict[int, tuple[float, float]]
     """OS thread id -> (CPU seconds, seconds running or runnable), both cumulative."""
+    env_role: str = ""
+    """'rank 3' where the process environment gives RANK (or LOCAL_RANK); read once per process."""
+    host_busy_s: float = -1.0
+    """On the root's reading only: CPU seconds the whole machine was busy, cumulative (-1: not read).
+    With `monitor_cpu_s` it says who held the cores when a thread of the workflow waited for one."""
+    host_cores: int = 0
+    monitor_cpu_s: float = -1.0
+    """On the root's reading only: CPU seconds of gradetop itself and its py-spy samplers, cumulative."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import datetime as _dt
 
+import numpy as np
+
 from gradetop.model.calltree import top_functions
 from gradetop.model.gpu_report import add_phase_gpu, format_gpu, gpu_section
 from gradetop.model.phase_costs import cost_phases
+from gradetop.model.phase_summary import covered_s
 from gradetop.model.phases import PhaseCost, all_phases
-from gradetop.model.rules import Rule, parse_rules
+from gradetop.model.phases.auto import namer_of
 from gradetop.model.profile import Profile
-REPORT_VERSION = 1
-"""The shape of `report --json`; bumped when a field changes meaning (snapshots have their own)."""
+from gradetop.model.roles import process_roles
+from gradetop.model.rules import Rule, parse_rules
 from gradetop.model.stacks import short_path
+
+REPORT_VERSION = 2
+"""The shape of `report --json`; bumped when a field changes meaning (snapshots have their own).
+
+2: automatic phases are named in the user's words (`import sklearn`, `worker: fit (SVC)`, bootstrap
+frames skipped) and worker phases carry their process's role; processes[] and phases[] have a `role`;
+phases[] have `breakdown` ({part: seconds}, {} unless training-like), `headline`, `detail` and
+`helper_cpu_s`; `imports` lists import seconds per process and package. Version 1 readers keep
+working on the fields they knew (same names, same units)."""
 
 
 def build_report(profile: Profile, include_idle: bool | None = None, limit: int | None = None,
@@ -34,6 +46,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
         if limit is not None:
             functions = functions[:limit]
         processes = sorted(profile.processes.values(), key=lambda p: (p.create_time or 0, p.pid))
+        roles = process_roles(profile)
         meta = profile.meta
         report = {
             "version": REPORT_VERSION,
@@ -56,6 +69,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
                     "exit_code": p.exit_code,
                     "sampled": p.sampled,
                     "why_not_sampled": p.why_not_sampled or None,
+                    "role": roles.get(p.pid, ""),
                 }
                 for p in processes
             ],
@@ -75,6 +89,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
                 for f in functions
             ],
             "phases": [phase_entry(c, meta.start_time) for c in costs],
+            "imports": import_times(profile, roles),
             "notes": [{"pid": n.pid, "kind": n.kind, "message": n.message} for n in profile.notes],
         }
         report.update(gpu_section(profile))
@@ -93,7 +108,36 @@ def phase_entry(c: PhaseCost, t0: float) -> dict:
         "children_cpu_s": round(c.children_cpu_s, 6), "peak_rss_bytes": c.peak_rss,
         "read_bytes": c.read_bytes, "write_bytes": c.write_bytes,
         "verdict": c.verdict, "verdict_kind": c.verdict_kind,
+        "role": c.extra.get("role", ""), "helper_cpu_s": round(float(c.extra.get("helper_cpu_s", 0.0)), 6),
+        "breakdown": {k: round(v, 6) for k, v in (c.extra.get("breakdown") or {}).items()},
+        "headline": c.extra.get("headline", ""), "what_if": c.extra.get("what_if", ""),
+        "detail": c.extra.get("detail", c.verdict),
     }
+
+
+def import_times(profile: Profile, roles: dict[int, str]) -> list[dict]:
+    """Wall seconds each process spent importing each top-level package (samples under an import)."""
+    tl = profile.timeline
+    if len(tl) == 0:
+        return []
+    namer = namer_of(profile)
+    out: dict[tuple[int, str], float] = {}
+    nodes, inverse = np.unique(tl.stack, return_inverse=True)
+    package = []
+    for node in nodes:
+        labels = namer.labels(int(node))
+        last = next((x for x in reversed(labels) if x.startswith("import ")), "") if namer.is_import(int(node)) else ""
+        package.append(last[len("import "):])
+    w, pid = tl.w, tl.pid
+    for i, name in enumerate(package):
+        if not name:
+            continue
+        rows = inverse == i
+        for p in np.unique(pid[rows]):
+            key = (int(p), name)
+            out[key] = out.get(key, 0.0) + float(w[rows & (pid == p)].sum())
+    return [{"pid": p, "role": roles.get(p, ""), "package": name, "seconds": round(s, 6)}
+            for (p, name), s in sorted(out.items(), key=lambda kv: -kv[1]) if s >= 0.05]
 
 
 def format_report(report: dict, top: int = 20) -> str:
@@ -112,7 +156,8 @@ def format_report(report: dict, top: int = 20) -> str:
     for p in report["processes"]:
         state = "sampled" if p["sampled"] else f"not sampled: {p['why_not_sampled'] or 'no stacks seen'}"
         code = "" if p["exit_code"] is None else f", exit {p['exit_code']}"
-        lines.append(_clip(f"  {p['pid']:>7}  {_clip(p['cmdline'], 40):<40}  {state}{code}", WIDTH))
+        role = p.get("role") or ""
+        lines.append(_clip(f"  {p['pid']:>7}  {role:<17} {_clip(p['cmdline'], 34):<34}  {state}{code}", WIDTH))
     kind = "wall seconds, idle included" if report["idle_included"] else "active seconds"
     lines.append("")
     lines.append(f"Top functions ({kind}, summed over threads)")
@@ -124,6 +169,7 @@ def format_report(report: dict, top: int = 20) -> str:
         lines.append("  (no stack samples)")
     lines += format_phases(report)
     lines += format_gpu(report, WIDTH)
+    lines += format_imports(report)
     for n in report["notes"]:
         if n["kind"] != "sampling":
             lines.append(_clip(f"note: pid {n['pid']}: {n['message']}", WIDTH))
@@ -142,16 +188,54 @@ def format_phases(report: dict) -> list[str]:
     for p in report["phases"]:
         groups.setdefault((p["type"], p["source"]), []).append(p)
     wall = report["duration_s"] or 1.0
-    lines = ["", "Phases (source: marker / rule / auto; n instances, times summed over them)",
-             f"  {'phase':<34} {'source':<7} {'n':>4} {'total s':>8} {'mean s':>7} {'of wall':>7}"]
+    lines = ["", "Phases (source: marker / rule / auto; n instances; total s summed over them, in `procs` processes;",
+             "        `of run`: share of the run's wall time when at least one instance ran)",
+             f"  {'phase':<40} {'source':<6} {'n':>4} {'procs':>5} {'total s':>8} {'mean s':>7} {'of run':>6}"]
     for (kind, source), members in sorted(groups.items(), key=lambda kv: min(p["start_s"] for p in kv[1])):
         total = sum(p["duration_s"] for p in members)
         longest = max(members, key=lambda p: p["duration_s"])
         indent = "  " * min(p["depth"] for p in members)
-        lines.append(f"  {_clip(indent + kind, 34):<34} {source:<7} {len(members):>4} {total:>8.2f} "
-                     f"{total / len(members):>7.2f} {100 * total / wall:>6.0f}%")
-        lines.append(_clip(f"  {indent}  ↳ {longest['verdict']}", WIDTH))
+        share = min(1.0, covered_s([(p["start_s"], p["end_s"]) for p in members]) / wall)
+        procs = len({p["pid"] for p in members})
+        lines.append(f"  {_clip(indent + kind, 40):<40} {source:<6} {len(members):>4} {procs:>5} {total:>8.2f} "
+                     f"{total / len(members):>7.2f} {100 * share:>5.0f}%")
+        for text, mark, most in ((longest["verdict"], "↳", 3), (longest.get("headline", ""), "≡", 2),
+                                 (longest.get("what_if", ""), "⇒", 1)):
+            for i, piece in enumerate(_wrap(text, WIDTH - 6 - len(indent), most) if text else []):
+                lines.append(f"  {indent}  {mark if i == 0 else ' '} {piece}")
     return lines
+
+
+def format_imports(report: dict) -> list[str]:
+    """Seconds each process spent importing, per package (a worker's start-up is often mostly this)."""
+    rows = [i for i in report.get("imports", []) if i["seconds"] >= 0.2]
+    if not rows:
+        return []
+    lines = ["", "Imports (wall seconds per process; workers import again what the main process did)"]
+    for i in rows[:12]:
+        lines.append(_clip(f"  {i['seconds']:>7.2f} s  import {i['package']:<20} pid {i['pid']} ({i['role'] or '?'})",
+                           WIDTH))
+    return lines
+
+
+def _wrap(text: str, width: int, lines: int = 3) -> list[str]:
+    """At most `lines` lines of `width`, cut at spaces; the last one clipped."""
+    out: list[str] = []
+    words = text.split(" ")
+    current = ""
+    for word in words:
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = word
+            if len(out) == lines:
+                break
+        else:
+            current = f"{current} {word}" if current else word
+    if len(out) < lines and current:
+        out.append(current)
+    elif len(out) == lines and current:
+        out[-1] = _clip(out[-1] + " " + current, width)
+    return [_clip(line, width) for line in out]
 
 
 def _clip(text: str, width: int) -> str:

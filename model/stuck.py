@@ -17,7 +17,7 @@ import signal
 from dataclasses import dataclass
 
 from gradetop.model.dump_report import FrameReport, ProcessReport, ThreadReport
-from gradetop.model.waits import Frame, judge
+from gradetop.model.waits import Frame, children_move, judge
 
 IDLE_CPU_FRACTION = 0.01
 """A thread (or process) that got less CPU than this share of the watch did not run."""
@@ -94,8 +94,29 @@ def judge_thread(facts: ThreadFacts, span: float, running: bool) -> ThreadReport
 
 
 def judge_processes(reports: list[ProcessReport], facts: dict[int, ProcessFacts], root: int, watch_s: float) -> None:
-    """Fill each report's `trouble` (its threads already judged): parents are looked up among `reports`."""
+    """Fill each report's `trouble` (its threads already judged): parents are looked up among `reports`.
+
+    First, a thread found stuck in a wait its children can end is waiting, not stuck, when its
+    descendants used CPU during the watch (the same rule as the live view, model.waits.children_move).
+    """
     by_pid = {r.pid: r for r in reports}
+    children: dict[int, list[int]] = {}
+    for r in reports:
+        if r.ppid is not None and r.ppid != r.pid:
+            children.setdefault(r.ppid, []).append(r.pid)
+    for r in reports:
+        below, todo = [], list(children.get(r.pid, []))
+        while todo:
+            pid = todo.pop()
+            if pid not in below:
+                below.append(pid)
+                todo += children.get(pid, [])
+        cpu = sum(facts[p].cpu_used_s for p in below if p in facts)
+        for t in r.threads:
+            if t.stuck and children_move(t.wait_reason, cpu, watch_s):
+                t.stuck = False
+                t.waiting_on = (f"its {len(below)} child process{'es' if len(below) > 1 else ''}, which used "
+                                f"{cpu:.1f} CPU s in {watch_s:.1f} s")
     for r in reports:
         parent = by_pid.get(r.ppid) if r.ppid is not None else None
         r.trouble.extend(process_trouble(r, facts[r.pid], parent, watch_s, is_root=r.pid == root))
@@ -112,7 +133,7 @@ def process_trouble(r: ProcessReport, facts: ProcessFacts, parent: ProcessReport
         return ["exited during the watch (exit status unknown: its parent reaped it)"]
     if is_root or parent is None or r.cpu_percent is None or watch_s <= 0:
         return []
-    waiting = [t for t in parent.threads if t.stuck and t.wait_reason in PARENT_WAITS]
+    waiting = [t for t in parent.threads if (t.stuck or t.waiting_on) and t.wait_reason in PARENT_WAITS]
     idle = facts.whole_watch and facts.cpu_used_s <= max(IDLE_CPU_FLOOR_S, IDLE_CPU_FRACTION * watch_s)
     if not (idle and waiting):
         return []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradetop.model.profile import Profile
+from gradetop.model.roles import process_roles
 from gradetop.model.stacks import ROOT, short_path
 from gradetop.model.waits import judge
 
@@ -40,6 +41,10 @@ class ThreadRow:
     stuck: bool
     node: int
     """The current stack (a node of the trie)."""
+    waiting_on: str = ""
+    """Why an unmoved wait is not stuck: 'its 2 worker processes (1.9 cores)'."""
+    role: str = ""
+    """Its process's role (model.roles): main, DataLoader worker, worker, rank N."""
 
 
 def thread_rows(profile: Profile, stuck_after_s: float = STUCK_AFTER_S) -> list[ThreadRow]:
@@ -50,6 +55,8 @@ def thread_rows(profile: Profile, stuck_after_s: float = STUCK_AFTER_S) -> list[
             return rows
         t, stack, pid_col, tid_col = tl.t, tl.stack, tl.pid, tl.tid
         w, active = tl.w, tl.active
+        roles = process_roles(profile)
+        below = _descendants(profile)
         for pid in np.unique(pid_col):
             pid = int(pid)
             in_pid = np.flatnonzero(pid_col == pid)
@@ -73,8 +80,15 @@ def thread_rows(profile: Profile, stuck_after_s: float = STUCK_AFTER_S) -> list[
                 frames = profile.stacks.frames_of(node)
                 top = frames[-1] if frames else None
                 line = linecache.getline(top.file, top.line).strip() if top and top.file else None
+                kids = below.get(pid, [])
+                kids_cpu = sum(_cpu_between(profile, k, last_t - unchanged, last_t) for k in kids) if kids else None
                 verdict = judge([(f.function, f.file, f.line) for f in frames], line or None, ran,
-                                unchanged, stuck_after_s)
+                                unchanged, stuck_after_s, children_cpu_s=kids_cpu)
+                waiting_on = ""
+                if verdict.waiting_on_children and kids_cpu is not None and unchanged > 0:
+                    workers = [k for k in kids if roles.get(k) in ("worker", "DataLoader worker")]
+                    whom = f"{len(workers)} worker" if workers else f"{len(kids)} child"
+                    waiting_on = f"its {whom} processes ({kids_cpu / unchanged:.1f} cores)"
                 thread = profile.threads.get((pid, tid))
                 rows.append(ThreadRow(
                     pid=pid, tid=tid, name=thread.name if thread else "",
@@ -85,6 +99,8 @@ def thread_rows(profile: Profile, stuck_after_s: float = STUCK_AFTER_S) -> list[
                     wait_frame=_label(verdict.wait_frame),
                     stuck=verdict.stuck and node != ROOT,
                     node=node,
+                    waiting_on=waiting_on,
+                    role=roles.get(pid, ""),
                 ))
     return sorted(rows, key=lambda r: (not r.stuck, r.pid, r.tid))
 
@@ -94,3 +110,31 @@ def _label(frame) -> str:
         return ""
     function, file, line = frame
     return f"{function} ({short_path(file)}:{line})"
+
+
+def _descendants(profile: Profile) -> dict[int, list[int]]:
+    """pid -> every process below it that the profile knows."""
+    children: dict[int, list[int]] = {}
+    for info in profile.processes.values():
+        if info.ppid != info.pid:
+            children.setdefault(info.ppid, []).append(info.pid)
+    out: dict[int, list[int]] = {}
+    for pid in profile.processes:
+        found, todo = [], list(children.get(pid, []))
+        while todo:
+            child = todo.pop()
+            if child not in found:
+                found.append(child)
+                todo += children.get(child, [])
+        out[pid] = found
+    return out
+
+
+def _cpu_between(profile: Profile, pid: int, start: float, end: float) -> float:
+    """CPU seconds a process used in [start, end], from its readings (0 without two of them)."""
+    s = profile.process_series
+    mask = s.pid == pid
+    t, cpu = s.t[mask], s.cpu_s[mask].astype(np.float64)
+    if len(t) < 2:
+        return 0.0
+    return max(0.0, float(np.interp(end, t, cpu) - np.interp(start, t, cpu)))

@@ -19,6 +19,7 @@ from gradetop.model.calltree import build_tree, top_functions
 from gradetop.model.pictures import Lane, TimelineData, ViewData, ViewFilter
 from gradetop.model.process_rows import process_rows, short_command
 from gradetop.model.profile import Profile
+from gradetop.model.roles import process_roles
 from gradetop.model.stacks import ROOT, StackTable, ancestor_at, divergence_depth
 
 
@@ -68,13 +69,14 @@ def timeline_data(profile: Profile, bins: int, by_thread: bool = False, t0: floa
         names = [f"{name}" for name, _ in profile.frames.functions]
         edges = np.linspace(start, end, bins + 1)
         lanes: list[Lane] = []
+        roles = process_roles(profile)
         for pid, tid in _lane_keys(profile, rows, by_thread):
             mask = rows["pid"] == pid
             if tid is not None:
                 mask &= rows["tid"] == tid
             dominant, activity = _lane_bins(profile.stacks, {k: v[mask] for k, v in rows.items()}, edges)
             cpu, rss = _process_resources(profile, pid, edges) if tid is None else (None, None)
-            lanes.append(Lane((pid, tid), _lane_label(profile, pid, tid), dominant, activity, cpu, rss))
+            lanes.append(Lane((pid, tid), _lane_label(profile, pid, tid, roles), dominant, activity, cpu, rss))
         return TimelineData(start, end, bins, lanes, names)
 
 
@@ -150,9 +152,11 @@ def _process_resources(profile: Profile, pid: int, edges: np.ndarray) -> tuple[n
     return cpu, rss
 
 
-def _lane_label(profile: Profile, pid: int, tid: int | None) -> str:
+def _lane_label(profile: Profile, pid: int, tid: int | None, roles: dict[int, str] | None = None) -> str:
     if tid is None:
         info = profile.processes.get(pid)
-        return f"{pid} {short_command(info.cmdline) if info else ''}".strip()
+        role = (roles or {}).get(pid, "")
+        role = f"{role} " if role not in ("", "main", "child") else ""
+        return f"{pid} {role}{short_command(info.cmdline) if info else ''}".strip()
     thread = profile.threads.get((pid, tid))
     return f"{tid} {thread.name if thread else ''}".strip()

@@ -17,7 +17,10 @@ evidence, tried in this order:
 
 A wait alone is not a problem: a worker idle on its queue is healthy. A
 thread is *stuck* only when its whole stack did not change during the
-watch, its top is a wait, and it did not run (`is_stuck`). The collector
+watch, its top is a wait, it did not run (`is_stuck`), and nothing it
+waits on moved: a parent waiting on its children (a multiprocessing pool,
+DataLoader workers, joblib/loky, concurrent.futures) while they use CPU is
+waiting, not stuck (`children_move`). The collector
 measures those three facts; this module only judges them, so that the
 headless `dump` and the live UI say the same thing.
 
@@ -38,6 +41,15 @@ REASONS = (
     "socket recv", "read", "sleep", "wait", "torch.distributed collective", "DataLoader wait",
 )
 """Every reason `wait_reason` can give: a stable vocabulary the UI and the phase verdicts match on."""
+
+CHILD_WAITS = frozenset({
+    "process join/wait", "pool result wait", "future result", "DataLoader wait", "queue.get", "connection recv",
+    "select/poll", "condition wait", "wait",
+})
+"""Waits that a child process can end (a result, a batch, its exit): with busy children they are progress."""
+CHILDREN_MOVING = 0.05
+"""Descendants using more than this share of one core over the wait make progress for whoever waits on them."""
+CHILDREN_FLOOR_S = 0.002
 
 CHAIN_DEPTH = 8
 """How many frames below the top a run of library wait frames may reach."""
@@ -127,6 +139,8 @@ class Verdict:
     wait_reason: str | None
     wait_frame: Frame | None
     unchanged_s: float
+    waiting_on_children: bool = False
+    """Its wait is one children end, and they used CPU meanwhile: waiting on workers that make progress."""
 
 
 def is_native(frame: Frame) -> bool:
@@ -184,23 +198,35 @@ def is_stuck(unchanged_whole_watch: bool, reason: str | None, active: bool) -> b
     return unchanged_whole_watch and reason is not None and not active
 
 
+def children_move(reason: str | None, children_cpu_s: float | None, span_s: float) -> bool:
+    """The wait is one children end (`CHILD_WAITS`) and they used CPU over `span_s`: they make progress."""
+    if reason not in CHILD_WAITS or children_cpu_s is None or span_s <= 0:
+        return False
+    return children_cpu_s > max(CHILDREN_FLOOR_S, CHILDREN_MOVING * span_s)
+
+
 def judge(
     frames: list[Frame],
     source_line: str | None,
     active: bool,
     unchanged_s: float,
     watch_s: float,
+    children_cpu_s: float | None = None,
 ) -> Verdict:
     """The verdict on a thread whose current stack is `frames`, unchanged for `unchanged_s` of a `watch_s` watch.
 
     `active` means the thread ran at all during the watch (py-spy saw it
     active, or the kernel counted it CPU time). A watch of 0 s (one dump)
     can never find a thread stuck: one look cannot tell stuck from waiting.
+    `children_cpu_s` is what the process's descendants used over the watch
+    (None: unknown): busy children make a parent's wait on them progress.
     """
     found = find_wait(frames, source_line, active)
     whole = watch_s > 0 and unchanged_s >= watch_s - 1e-6
     reason = found.reason if found else None
-    return Verdict(is_stuck(whole, reason, active), reason, found.frame if found else None, unchanged_s)
+    on_children = children_move(reason, children_cpu_s, watch_s)
+    stuck = is_stuck(whole, reason, active) and not on_children
+    return Verdict(stuck, reason, found.frame if found else None, unchanged_s, on_children)
 
 
 def _library_wait(frame: Frame) -> str | None:

@@ -74,7 +74,8 @@ function = "fit_model"
 
 PHASE_KEYS = {"name", "path", "type", "pid", "tid", "source", "depth", "start_s", "end_s", "duration_s", "cpu_s",
               "thread_cpu_s", "active_s", "waiting_s", "stalled_s", "children_cpu_s", "peak_rss_bytes", "read_bytes",
-              "write_bytes", "verdict", "verdict_kind",
+              "write_bytes", "verdict", "verdict_kind", "role", "helper_cpu_s", "breakdown", "headline", "what_if",
+              "detail",
               # GPU attribution (model.gpu_report): null where no GPU was read during the phase.
               "gpu_util_mean", "gpu_util_max", "gpu_sm_active_mean", "gpu_memory_peak_bytes", "gpu_idle_s",
               "gpu_read_s", "gpu_energy_j", "gpu_verdict", "gpu_verdict_kind"}

@@ -180,3 +180,35 @@ def test_the_verdicts_and_reports_read_nothing():
         assert imports <= {"__future__", "os", "signal", "dataclasses", "gradetop.model.dump_report",
                            "gradetop.model.waits"}, (name, imports)
         assert "open(" not in source, name
+
+
+# -- a parent waiting on children that make progress -------------------------------------------------
+
+POOL_WAIT = [FrameReport("Condition.wait", THREADING, 327), FrameReport("ApplyResult.wait", "/x/multiprocessing/pool.py", 765),
+             FrameReport("MapResult.get", "/x/multiprocessing/pool.py", 768), FrameReport("Pool.map", "/x/multiprocessing/pool.py", 367),
+             FrameReport("load_data", USER, 40)]
+
+
+def test_a_parent_waiting_on_busy_children_is_waiting_not_stuck():
+    parent = process(100, 1, threads=[judge_thread(facts(POOL_WAIT, "waiter.acquire()", tid=100), WATCH, running=True)])
+    assert parent.threads[0].stuck and parent.threads[0].wait_reason == "pool result wait"  # one process alone
+    busy = [process(101, 100), process(102, 100)]
+    judge_processes([parent, *busy], {100: IDLE, 101: ProcessFacts(True, 1.9), 102: ProcessFacts(True, 1.8)},
+                    root=100, watch_s=WATCH)
+    thread = parent.threads[0]
+    assert not thread.stuck and thread.waiting_on == "its 2 child processes, which used 3.7 CPU s in 2.0 s"
+    assert thread.to_json()["waiting_on"] == thread.waiting_on
+
+
+def test_a_parent_waiting_on_idle_children_stays_stuck_and_they_are_trouble():
+    parent = process(100, 1, threads=[judge_thread(facts(POOL_WAIT, "waiter.acquire()", tid=100), WATCH, running=True)])
+    child = process(101, 100)
+    judge_processes([parent, child], {100: IDLE, 101: IDLE}, root=100, watch_s=WATCH)
+    assert parent.threads[0].stuck and not parent.threads[0].waiting_on
+    assert child.trouble and "waits on it (pool result wait" in child.trouble[0]
+
+
+def test_busy_children_never_excuse_a_lock_wait():
+    parent = process(100, 1, threads=[judge_thread(facts(tid=100), WATCH, running=True)])  # `with lock:`
+    judge_processes([parent, process(101, 100)], {100: IDLE, 101: ProcessFacts(True, 1.9)}, root=100, watch_s=WATCH)
+    assert parent.threads[0].stuck, "children computing do not release the parent's lock"

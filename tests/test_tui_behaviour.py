@@ -803,3 +803,24 @@ def test_quit_on_a_file_exits_at_once():
 
     app = run(scenario)
     assert not app.is_running
+
+
+def test_the_selected_phase_shows_its_whole_verdict_at_80_columns():
+    from gradetop.tui.phase_table import PhaseDetail, PhaseTable, detail_text
+
+    async def scenario(s: Scenario) -> None:
+        app = s.app
+        await s.press(panel_key("phases"))
+        table = app.query_one(PhaseTable)
+        await s.wait_for(lambda: table.row_count > 0, what="phases in the table")
+        detail = app.query_one(PhaseDetail)
+        for row in range(min(table.row_count, 3)):
+            table.move_cursor(row=row, animate=False)
+            group = table.groups[row]
+            await s.wait_for(lambda: str(detail.render()) == detail_text(group), what=f"the detail of row {row}")
+            text = str(detail.render())
+            assert group.verdict in text and f"{100 * group.share:.0f}% of the run" in text
+            assert len(group.verdict) <= 35 or detail.region.height >= 2  # the whole of it, wrapped
+        assert detail.region.width <= NARROW[0] and detail.region.height > 0
+
+    run(scenario, size=NARROW)

@@ -33,7 +33,7 @@ from gradetop.tui.flame import FlameView
 from gradetop.tui.flame_panel import FlamePanel
 from gradetop.tui.gpu_panel import GpuPanel
 from gradetop.tui.header import StatusHeader
-from gradetop.tui.phase_table import PhaseTable
+from gradetop.tui.phase_table import PhaseDetail, PhaseTable, detail_text
 from gradetop.tui.processes import ProcessTable
 from gradetop.tui.refresher import Picture, PictureRequest, Refresher
 from gradetop.tui.screens import HelpScreen, QuitScreen
@@ -123,7 +123,9 @@ class GradetopApp(App):
             yield FlamePanel(id="flame-panel", classes="panel")
             with Horizontal(id="middle"):
                 yield TopTable(id="top", classes="panel")
-                yield PhaseTable(id="phases", classes="panel")
+                with Vertical(id="phases-box"):
+                    yield PhaseTable(id="phases", classes="panel")
+                    yield PhaseDetail(id="phase-detail")
             with Horizontal(id="bottom"):
                 yield TimelineView(id="timeline", classes="panel")
                 with Vertical(id="side"):
@@ -325,6 +327,12 @@ class GradetopApp(App):
     def action_fold_phases(self) -> None:
         self.phase_depth = 0 if self.phase_depth else 1
         self.notify("nested phases shown" if self.phase_depth else "top-level phases only", timeout=1.5)
+
+    def on_phase_table_selected(self, message: PhaseTable.Selected) -> None:
+        try:
+            self.query_one(PhaseDetail).update(detail_text(message.group))
+        except NoMatches:
+            pass
 
     def on_phase_table_chosen(self, message: PhaseTable.Chosen) -> None:
         group = message.group

@@ -38,8 +38,9 @@ class ThreadTable(DataTable):
         keep = self.cursor_row
         self.clear()
         for r in rows:
-            state = "STUCK" if r.stuck else r.state
-            cells = [str(r.pid), str(r.tid), r.name[:14], state, seconds(r.unchanged_s), r.wait_reason or "", r.top]
+            state = "STUCK" if r.stuck else ("waiting" if r.waiting_on else r.state)
+            wait = f"{r.wait_reason} on {r.waiting_on}" if r.waiting_on else (r.wait_reason or "")
+            cells = [str(r.pid), str(r.tid), r.name[:14], state, seconds(r.unchanged_s), wait, r.top]
             style = STUCK if r.stuck else ("#87d787" if r.state == "running" else "")
             self.add_row(*(Text(c, style=style) for c in cells))
         if self.row_count:

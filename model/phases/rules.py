@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradetop.model.phases.naming import is_import
 from gradetop.model.phases.slices import ThreadSlice, thread_slices
 from gradetop.model.phases.types import Phase
 from gradetop.model.profile import Profile
@@ -16,6 +17,9 @@ from gradetop.model.rules import BUILTIN_RULES, Rule, rule_of_frames
 
 RULE_GAP_S = 0.05
 """Rule matches interrupted for less than this are one phase."""
+MIN_SAMPLES = 2
+"""A rule phase needs this many samples: one sample's jitter (a tick that caught backward calling a module
+hook, a timestamp a few ms off) is never a phase of its own."""
 
 
 def rule_phases(profile: Profile, rules: tuple[Rule, ...] = BUILTIN_RULES) -> list[Phase]:
@@ -38,15 +42,28 @@ def rule_phases(profile: Profile, rules: tuple[Rule, ...] = BUILTIN_RULES) -> li
 
 
 def _node_rule_paths(profile: Profile, rules: tuple[Rule, ...]) -> list[tuple[int, ...]]:
-    """For each trie node, the rules matched along its stack, outermost first, each once."""
+    """For each trie node, the rules matched along its stack, outermost first, each once.
+
+    Below an import frame built-in rules match no more: a module's top-level code run by `import torch`
+    is an import, not a backward pass, whatever file it is in. The user's rules still match there.
+    """
     stacks = profile.stacks
-    frame_rule = rule_of_frames(profile.frames.frames, rules)
+    frames = profile.frames.frames
+    frame_rule = rule_of_frames(frames, rules)
+    builtin = {i for i, rule in enumerate(rules) if any(rule is b for b in BUILTIN_RULES)}
+    importing = [is_import(f) for f in frames]
     parent = stacks.parent.view()
     frame = stacks.frame.view()
     paths: list[tuple[int, ...]] = [()] * len(stacks)
+    in_import = [False] * len(stacks)
     for node in range(1, len(stacks)):
-        above = paths[int(parent[node])]
-        hit = frame_rule[int(frame[node])]
+        up = int(parent[node])
+        above = paths[up]
+        fid = int(frame[node])
+        in_import[node] = in_import[up] or importing[fid]
+        hit = frame_rule[fid]
+        if hit in builtin and in_import[node]:
+            hit = -1
         paths[node] = above + (hit,) if hit >= 0 and hit not in above else above
     return paths
 
@@ -65,9 +82,13 @@ class _RuleCut:
         t, w = self.thread.t, self.thread.w
         current, start_i = None, lo
         last_t = None
+        at = [lab[level] if len(lab) > level and lab[:level] == prefix else None for lab in self.labels[lo:hi]]
+        # One sample unlike both its neighbours, which agree, is jitter: it takes their rule.
+        for k in range(1, len(at) - 1):
+            if at[k] != at[k - 1] and at[k - 1] == at[k + 1] and at[k - 1] is not None:
+                at[k] = at[k - 1]
         for i in range(lo, hi):
-            lab = self.labels[i]
-            rule = lab[level] if len(lab) > level and lab[:level] == prefix else None
+            rule = at[i - lo]
             gap = last_t is not None and t[i] - last_t > RULE_GAP_S + w[i]
             if rule != current or gap:
                 if current is not None:
@@ -79,6 +100,8 @@ class _RuleCut:
             self.close(current, start_i, hi, level, prefix)
 
     def close(self, rule: int, i0: int, i1: int, level: int, prefix: tuple[int, ...]) -> None:
+        if i1 - i0 < MIN_SAMPLES:
+            return
         t, w = self.thread.t, self.thread.w
         start = float(t[i0] - w[i0] / 2)
         end = float(t[i1 - 1] + w[i1 - 1] / 2)
