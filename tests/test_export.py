@@ -192,7 +192,11 @@ def test_chrome_trace_merges_samples_into_balanced_slices():
     end = [e for e in kinds["E"] if (e["pid"], e["tid"]) == (100, 100)]
     assert end[-1]["ts"] - main[0]["ts"] == pytest.approx(6e6)
     phases = [e for e in kinds["X"] if e["tid"] >= PHASE_TID_BASE]
-    assert [(e["name"], e["ts"], e["dur"]) for e in phases] == [("train", 2e6, 4e6)]
+    # The marker phase, on its own track; automatic phases (main() here) may stand beside it.
+    assert ("train", 2e6, 4e6) in [(e["name"], e["ts"], e["dur"]) for e in phases]
+    from gradetop.model.phases import all_phases
+
+    assert {e["name"] for e in phases} == {ph.name for ph in all_phases(small_profile())}
     counters = {(e["pid"], e["name"]) for e in kinds["C"]}
     assert {(100, "CPU %"), (100, "RSS MiB"), (200, "CPU %")} <= counters
     cpu = [e["args"]["cpu"] for e in kinds["C"] if (e["pid"], e["name"]) == (100, "CPU %")]
@@ -248,9 +252,11 @@ def test_pprof_labels_say_pid_thread_phase_and_role():
     for s in prof.sample:
         labels = {strings[lab.key]: (lab.num if not lab.str else strings[lab.str]) for lab in s.label}
         seen[(labels["pid"], labels["tid"], labels["thread"], labels["role"])].add(labels.get("phase"))
-    assert seen[(100, 100, "MainThread (100)", "main")] == {None, "train"}
-    assert seen[(100, 101, "worker (101)", "main")] == {None}
-    assert seen[(200, 200, "MainThread (200)", "child")] == {None}
+    # The marker phase labels its samples; the rest of main() is an automatic phase of its own.
+    assert "train" in seen[(100, 100, "MainThread (100)", "main")]
+    # The marker phase is the main thread's alone.
+    assert "train" not in seen[(100, 101, "worker (101)", "main")]
+    assert "train" not in seen[(200, 200, "MainThread (200)", "child")]
 
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="needs Go's own pprof (go tool pprof) to read the file")
