@@ -21,8 +21,39 @@ from gradetop.collectors.procfs import schedstat_ns
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
 
 
-def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> ProcessReading | None:
-    """One reading of one process, or None if it vanished or cannot be read."""
+RANK_VARIABLES = (("RANK", "SLURM_PROCID"), ("LOCAL_RANK", "SLURM_LOCALID"), ("WORLD_SIZE", "SLURM_NTASKS"))
+"""Where torchrun, torch.distributed launchers and Slurm put a process's place in a job; first set wins."""
+
+
+def ranks_of(environ: dict[str, str]) -> tuple[int | None, int | None, int | None]:
+    """(rank, local rank, world size) from a process's environment; None where unset or not a number."""
+    found = []
+    for names in RANK_VARIABLES:
+        value = None
+        for name in names:
+            try:
+                value = int(environ[name])
+                break
+            except (KeyError, ValueError):
+                continue
+        found.append(value)
+    return tuple(found)
+
+
+def read_ranks(proc: psutil.Process) -> tuple[int | None, int | None, int | None]:
+    try:
+        return ranks_of(proc.environ())
+    except (psutil.Error, OSError):
+        return (None, None, None)
+
+
+def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
+                 ranks: dict[int, tuple] | None = None) -> ProcessReading | None:
+    """One reading of one process, or None if it vanished or cannot be read.
+
+    Its command line and ranks are read once (`cmdlines`, `ranks` cache them): a process's
+    environment does not change what launched it, and reading /proc/PID/environ 10 times a
+    second for every process would be waste."""
     try:
         with proc.oneshot():
             cpu = proc.cpu_times()
@@ -44,6 +75,11 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
                     cmdline = cmdlines[proc.pid] = proc.cmdline()
                 except psutil.AccessDenied:
                     cmdline = cmdlines[proc.pid] = []
+            rank = (None, None, None)
+            if ranks is not None:
+                rank = ranks.get(proc.pid)
+                if rank is None:
+                    rank = ranks[proc.pid] = read_ranks(proc)
             return ProcessReading(
                 pid=proc.pid,
                 ppid=proc.ppid(),
@@ -57,6 +93,7 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]]) -> Proces
                 write_bytes=write_bytes,
                 num_threads=len(threads) or proc.num_threads(),
                 thread_times=threads,
+                ranks=rank,
             )
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
@@ -74,6 +111,7 @@ class ResourceSampler(Background):
         self.interval = 1.0 / rate_hz
         self._procs: dict[int, psutil.Process] = {}
         self._cmdlines: dict[int, list[str]] = {}
+        self._ranks: dict[int, tuple] = {}
         self.root_gone = threading.Event()
 
     def run(self) -> None:
@@ -113,9 +151,11 @@ class ResourceSampler(Background):
         readings = []
         for pid in list(self._procs):
             proc = self._procs[pid]
-            reading = read_process(proc, self._cmdlines) if proc in tree or pid == root.pid else None
+            reading = read_process(proc, self._cmdlines, self._ranks) if proc in tree or pid == root.pid else None
             if reading is None or reading.status == psutil.STATUS_ZOMBIE:
                 del self._procs[pid]
+                self._cmdlines.pop(pid, None)
+                self._ranks.pop(pid, None)
                 self.emit(ProcessEnded(pid, now, None))
                 continue
             readings.append(reading)

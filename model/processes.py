@@ -23,6 +23,17 @@ class ProcessInfo:
     """Wall seconds covered by this process's sampling windows."""
     ticks: int = 0
     """Sampling ticks py-spy made on it (its rate drifts from the asked one)."""
+    rank: int | None = None
+    """Its rank in a distributed job (RANK, else SLURM_PROCID, in its environment), where it has one."""
+    local_rank: int | None = None
+    world_size: int | None = None
+    host_pid: int | None = None
+    """Its pid on its own host, where `pid` was renumbered to keep hosts apart (a view of many agents)."""
+
+    @property
+    def real_pid(self) -> int:
+        """The pid a user on its host would see."""
+        return self.pid if self.host_pid is None else self.host_pid
 
     @property
     def command(self) -> str:

@@ -234,6 +234,7 @@ class Profile:
                 info = self.processes[p.pid] = ProcessInfo(p.pid, p.ppid, list(p.cmdline), host=self.meta.host)
             info.ppid = p.ppid
             info.name = p.name
+            info.rank, info.local_rank, info.world_size = p.ranks
             info.create_time = p.create_time
             if p.cmdline:
                 info.cmdline = list(p.cmdline)

@@ -57,6 +57,8 @@ class ProcessReading:
     num_threads: int
     thread_times: dict[int, tuple[float, float]]
     """OS thread id -> (CPU seconds, seconds running or runnable), both cumulative."""
+    ranks: tuple[int | None, int | None, int | None] = (None, None, None)
+    """(rank, local rank, world size) from its environment, read once per process; None where unset."""
 
 
 @dataclass(frozen=True, slots=True)
