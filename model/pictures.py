@@ -53,6 +53,10 @@ class ProcessRow:
     threads: int
     sampled: str
     depth: int = 0
+    host_pid: int | None = None
+    """The pid on its own host, in a view of many hosts (where `pid` was renumbered)."""
+    place: str = ""
+    """Its host and rank in a view of many hosts or a distributed job ("node2 r3"); "" for a plain local job."""
 
 
 @dataclass(frozen=True)

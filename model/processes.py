@@ -36,6 +36,12 @@ class ProcessInfo:
         return self.pid if self.host_pid is None else self.host_pid
 
     @property
+    def place(self) -> str:
+        """Where it runs, as a user names it: `pid`, or `host:pid` in a view of many hosts; with its rank."""
+        where = str(self.pid) if self.host_pid is None else f"{self.host}:{self.host_pid}"
+        return where if self.rank is None else f"{where}, rank {self.rank}"
+
+    @property
     def command(self) -> str:
         return " ".join(self.cmdline) if self.cmdline else self.name
 

@@ -50,6 +50,11 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
             "processes": [
                 {
                     "pid": p.pid,
+                    "host": p.host,
+                    "host_pid": p.real_pid,
+                    "rank": p.rank,
+                    "local_rank": p.local_rank,
+                    "world_size": p.world_size,
                     "ppid": p.ppid,
                     "cmdline": p.command,
                     "exit_code": p.exit_code,
@@ -106,10 +111,14 @@ def format_report(report: dict, top: int = 20) -> str:
         lines.append(f"  exit code {report['exit_code']}")
     lines.append("")
     lines.append("Processes")
+    hosts = {p.get("host") for p in report["processes"]}
     for p in report["processes"]:
         state = "sampled" if p["sampled"] else f"not sampled: {p['why_not_sampled'] or 'no stacks seen'}"
         code = "" if p["exit_code"] is None else f", exit {p['exit_code']}"
-        lines.append(_clip(f"  {p['pid']:>7}  {_clip(p['cmdline'], 40):<40}  {state}{code}", WIDTH))
+        # Many hosts (a view of agents): the host and the pid its users see; ranks where the job has them.
+        where = f"{p.get('host') or '?'}:{p.get('host_pid', p['pid'])}" if len(hosts) > 1 else f"{p['pid']:>7}"
+        rank = f"rank {p['rank']}  " if p.get("rank") is not None else ""
+        lines.append(_clip(f"  {where}  {rank}{_clip(p['cmdline'], 40):<40}  {state}{code}", WIDTH))
     kind = "wall seconds, idle included" if report["idle_included"] else "active seconds"
     lines.append("")
     lines.append(f"Top functions ({kind}, summed over threads)")

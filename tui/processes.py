@@ -21,13 +21,16 @@ class ProcessTable(DataTable):
         keep = self.cursor_row
         self.clear()
         for r in rows:
-            self.add_row(str(r.pid), r.state, f"{r.cpu_percent:5.0f}", size(r.rss), str(r.threads),
+            # Many hosts: the pid its host knows, and host and rank before the command.
+            shown = r.pid if r.host_pid is None else r.host_pid
+            self.add_row(str(shown), r.state, f"{r.cpu_percent:5.0f}", size(r.rss), str(r.threads),
                          r.sampled if len(r.sampled) <= 10 else r.sampled[:9] + "…",
-                         "  " * r.depth + r.command, key=str(r.pid))
+                         "  " * r.depth + (f"[{r.place}] " if r.place else "") + r.command, key=str(r.pid))
         if self.row_count:
             self.move_cursor(row=min(keep, self.row_count - 1), animate=False)
 
     def selected_pid(self) -> int | None:
         if not self.row_count:
             return None
-        return int(self.get_row_at(self.cursor_row)[0])
+        row_key, _ = self.coordinate_to_cell_key((self.cursor_row, 0))
+        return int(row_key.value)
