@@ -7,6 +7,7 @@ import datetime as _dt
 from gradetop.model.calltree import top_functions
 from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phases import PhaseCost, all_phases
+from gradetop.model.process_totals import ProcessTotals, process_totals
 from gradetop.model.rules import Rule, parse_rules
 from gradetop.model.profile import Profile
 REPORT_VERSION = 1
@@ -33,6 +34,8 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
         if limit is not None:
             functions = functions[:limit]
         processes = sorted(profile.processes.values(), key=lambda p: (p.create_time or 0, p.pid))
+        totals = process_totals(profile)
+        none = ProcessTotals(0.0, 0, -1, -1, 0, 0.0)
         meta = profile.meta
         report = {
             "version": REPORT_VERSION,
@@ -60,6 +63,12 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
                     "exit_code": p.exit_code,
                     "sampled": p.sampled,
                     "why_not_sampled": p.why_not_sampled or None,
+                    "cpu_s": round(totals.get(p.pid, none).cpu_s, 6),
+                    "rss_bytes": totals.get(p.pid, none).rss,
+                    "read_bytes": totals.get(p.pid, none).read_bytes,
+                    "write_bytes": totals.get(p.pid, none).write_bytes,
+                    "samples": totals.get(p.pid, none).samples,
+                    "coverage": round(totals.get(p.pid, none).coverage, 4),
                 }
                 for p in processes
             ],
