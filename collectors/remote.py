@@ -125,6 +125,8 @@ class AgentLink(Background):
         self.ended = threading.Event()
         self.chunks = 0
         self.bytes = 0
+        self.apply_s = 0.0
+        """Seconds spent merging this agent's chunks (the viewer's cost of it, for the benchmark)."""
 
     def open(self) -> None:
         """The first connection, before anything starts: raises AgentError."""
@@ -161,8 +163,10 @@ class AgentLink(Background):
                 body = c.reader.read()
                 if body is None:
                     return "the connection closed"
+                started = time.perf_counter()
                 with profile.lock:
                     kind = self.feed.apply(body, self.chunks)
+                self.apply_s += time.perf_counter() - started
                 self.chunks += 1
                 if kind in ("samples", "synced"):
                     self.session.samples_arrived()

@@ -25,7 +25,7 @@ class ProcessTable(DataTable):
             shown = r.pid if r.host_pid is None else r.host_pid
             self.add_row(str(shown), r.state, f"{r.cpu_percent:5.0f}", size(r.rss), str(r.threads),
                          r.sampled if len(r.sampled) <= 10 else r.sampled[:9] + "…",
-                         "  " * r.depth + (f"[{r.place}] " if r.place else "") + r.command, key=str(r.pid))
+                         "  " * r.depth + (f"({r.place}) " if r.place else "") + r.command, key=str(r.pid))
         if self.row_count:
             self.move_cursor(row=min(keep, self.row_count - 1), animate=False)
 
