@@ -32,6 +32,9 @@ def add_arguments(parser) -> None:
                              "Anything but loopback needs --token-file")
     parser.add_argument("--token-file", metavar="F", help="a file holding a shared secret viewers must prove")
     parser.add_argument("--metrics", metavar="ADDR", help="serve Prometheus metrics on ADDR (host:port) at /metrics")
+    parser.add_argument("--pyroscope", metavar="URL", help="push pprof to a Pyroscope server (e.g. http://127.0.0.1:4040)")
+    parser.add_argument("--pyroscope-every", type=positive_float, default=10.0, metavar="S",
+                        help="seconds between pushes (default 10)")
     parser.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     parser.add_argument("--pid", type=pid_number, help="follow a running process (and its children)")
     add_sampling_arguments(parser)
@@ -74,6 +77,13 @@ def run(args) -> int:
         if not is_loopback(metrics_address[0]) and not token:
             raise UserError(f"--metrics {args.metrics} reaches beyond this machine and /metrics has no token: "
                             "serve it on 127.0.0.1 (a local Prometheus or an SSH tunnel scrapes it)", code=2)
+    if args.pyroscope:
+        from gradetop.collectors.pyroscope import check_url
+
+        try:
+            check_url(args.pyroscope)
+        except ValueError as exc:
+            raise UserError(str(exc), code=2) from None
     try:
         server = AgentServer(host, port, token, notify=say)
     except OSError as exc:
@@ -85,20 +95,28 @@ def run(args) -> int:
     except TargetError as exc:
         server._sock.close()
         raise UserError(str(exc)) from None
-    return serve(session, server, args.duration, metrics_address)
+    return serve(session, server, args.duration, metrics_address, args.pyroscope, args.pyroscope_every)
 
 
-def serve(session: Session, server, duration: float | None, metrics_address=None) -> int:
+def serve(session: Session, server, duration: float | None, metrics_address=None, pyroscope: str | None = None,
+          pyroscope_every: float = 10.0) -> int:
     from gradetop.collectors.agent import Hub
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
     deadline = None if duration is None else time.monotonic() + duration
     hub = Hub(session.profile, notify=say)
-    metrics = None
+    metrics = pusher = None
+    if pyroscope:
+        from gradetop.collectors.pyroscope import PyroscopePusher
+
+        pusher = PyroscopePusher(session.profile, pyroscope, pyroscope_every, notify=say)
+        hub.listeners.append(pusher.take)
     try:
         session.start()
         hub.start()
+        if pusher is not None:
+            pusher.start()
         server.serve(hub)
         host, port = server.address
         say(f"agent on {host}:{port} following pid {session.target.pid}"
@@ -125,6 +143,8 @@ def serve(session: Session, server, duration: float | None, metrics_address=None
     finally:
         session.finish()
         hub.close()
+        if pusher is not None:
+            pusher.close()
         server.stop()
         server.join(timeout=2)
         if metrics is not None:

@@ -131,6 +131,8 @@ class Hub(Background):
         self._joining: list[Viewer] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self.listeners: list[Callable[[Journal], None]] = []
+        """Called at each flush, under the profile's lock, with what it took (the Pyroscope pusher)."""
         self.flushes = 0
         self.bytes_encoded = 0
         self.encode_s = 0.0
@@ -177,6 +179,8 @@ class Hub(Background):
             if journal is None:
                 return
             pending = journal.take()
+            for listener in self.listeners:
+                listener(pending)
             delta = take_chunks(profile, pending, end_time)
             journal.frames_written, journal.nodes_written = pending.frames_written, pending.nodes_written
             whole = take_chunks(profile, whole_journal(profile), end_time) if joining else None
