@@ -45,6 +45,8 @@ FLUSH_S = 1.0
 MAX_QUEUED_BYTES = 64 << 20
 SEND_TIMEOUT_S = 30.0
 HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_MAX_BYTES = 4096
+"""No message a viewer sends is longer (hello, ping, start)."""
 
 
 class Viewer:
@@ -258,7 +260,7 @@ class AgentServer(Background):
     def _greet(self, conn: socket.socket, peer: str) -> None:
         conn.settimeout(HANDSHAKE_TIMEOUT_S)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = MessageReader(conn)
+        reader = MessageReader(conn, max_size=HANDSHAKE_MAX_BYTES)
         nonce = new_nonce()
         profile = self.hub.profile
         try:

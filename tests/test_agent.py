@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -347,3 +348,45 @@ def test_a_viewer_without_the_token_is_one_line(tmp_path, ptrace):
     finally:
         stop(proc)
     assert Path(tmp_path / "ok.gtop").exists()
+
+
+def test_a_stranger_on_the_agent_port_is_dropped_and_the_agent_serves_on():
+    import struct
+
+    from gradetop.model.chunkfile import SYNC
+
+    profile, hub, server = agent()
+    try:
+        for junk in (b"GET / HTTP/1.0\r\n\r\n", SYNC + struct.pack("<II", 1 << 30, 0)):
+            s = socket.create_connection(server.address)
+            s.recv(4096)  # the challenge
+            s.sendall(junk)
+            s.settimeout(10)
+            assert s.recv(4096) == b"", "the agent hangs up on what is not a hello"
+            s.close()
+        viewer = RemoteSession([f"127.0.0.1:{server.address[1]}"], options=RemoteOptions(save=False)).open().start()
+        feed(profile, 1000.0)
+        wait_for(lambda: viewer.profile.timeline.samples == 50, what="a real viewer after the strangers")
+        viewer.finish()
+    finally:
+        close(hub, server)
+
+
+def test_a_port_that_is_not_an_agent_is_one_line():
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen(1)
+
+    def answer() -> None:
+        conn, _ = other.accept()
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" + b"x" * 64)
+        time.sleep(1)
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        with pytest.raises(AgentError) as err:
+            RemoteSession([f"127.0.0.1:{other.getsockname()[1]}"]).open()
+    finally:
+        other.close()
+    assert "is not a gradetop agent" in str(err.value)
