@@ -8,6 +8,7 @@ from gradetop.model.calltree import top_functions
 from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.process_totals import ProcessTotals, process_totals
+from gradetop.model.ranks import format_ranks, rank_summary
 from gradetop.model.rules import Rule, parse_rules
 from gradetop.model.profile import Profile
 REPORT_VERSION = 1
@@ -28,7 +29,8 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
     if rules is None:
         rules = parse_rules({"phase": profile.meta.options["phase_rules"]}) if profile.meta.options.get("phase_rules") else ()
     with profile.lock:
-        costs = cost_phases(profile, all_phases(profile, rules))
+        phases = all_phases(profile, rules)
+        costs = cost_phases(profile, phases)
         tree = profile.tree(weight="w" if include_idle else "active")
         functions = top_functions(tree)
         if limit is not None:
@@ -89,6 +91,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
             ],
             "phases": [phase_entry(c, meta.start_time) for c in costs],
             "notes": [{"pid": n.pid, "kind": n.kind, "message": n.message} for n in profile.notes],
+            "ranks": rank_summary(profile, phases),
         }
     return report
 
@@ -138,6 +141,7 @@ def format_report(report: dict, top: int = 20) -> str:
     if not report["functions"]:
         lines.append("  (no stack samples)")
     lines += format_phases(report)
+    lines += format_ranks(report.get("ranks"), WIDTH)
     for n in report["notes"]:
         if n["kind"] != "sampling":
             lines.append(_clip(f"note: pid {n['pid']}: {n['message']}", WIDTH))

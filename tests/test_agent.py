@@ -261,6 +261,9 @@ def test_two_agents_on_a_two_rank_job_merge_in_one_view(tmp_path, ptrace):
     phases = {(p["pid"] // PID_STRIDE, p["name"]) for p in report["phases"]}
     assert {(0, "compute"), (1, "compute")} <= phases
     assert any(n["kind"] == "agent" for n in report["notes"])
+    # Both ranks side by side; rank 1 computes twice as long per step (the workload's skew).
+    assert [r["rank"] for r in report["ranks"]["ranks"]] == [0, 1]
+    assert "compute" in {e["phase"] for e in report["ranks"]["skew"]}
     assert [a["state"] for a in profile.meta.options["agents"]] == ["live", "gone"] or \
         profile.meta.options["agents"][1]["state"] == "gone"
 
