@@ -249,7 +249,8 @@ def test_two_agents_on_a_two_rank_job_merge_in_one_view(tmp_path, ptrace):
         assert any("is gone" in n for n in viewer.notices)
         time.sleep(1.5)
         assert int((viewer.profile.timeline.pid >= PID_STRIDE).sum()) >= samples_1
-        assert viewer.links[0].state == "live"
+        # Agent 0 stays (its job may end: a gloo job loses its peer with agent 1's workflow).
+        assert viewer.links[0].state in ("live", "ended")
     finally:
         viewer.finish()
         for proc, _ in agents:
