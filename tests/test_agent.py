@@ -394,3 +394,50 @@ def test_a_port_that_is_not_an_agent_is_one_line():
     finally:
         other.close()
     assert "is not a gradetop agent" in str(err.value)
+
+
+def test_the_app_on_two_agents_shows_hosts_and_ranks_and_says_when_one_goes():
+    import asyncio
+
+    from gradetop.tui.app import GradetopApp
+    from gradetop.tui.processes import ProcessTable
+
+    a_profile, a_hub, a_server = agent("node-a")
+    b_profile, b_hub, b_server = agent("node-b")
+    feed(a_profile, time.time() - 2, pid=100)
+    feed(b_profile, time.time() - 2, pid=101)
+    source = RemoteSession([f"127.0.0.1:{a_server.address[1]}", f"127.0.0.1:{b_server.address[1]}"],
+                           options=RemoteOptions(save=False)).open()
+
+    async def scenario() -> list[str]:
+        app = GradetopApp(source)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("6")
+            table = app.query_one(ProcessTable)
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if table.row_count == 2:
+                    break
+            rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+            b_server.stop()
+            for v in b_hub.viewers:
+                v._drop("killed")
+            b_hub.stop()
+            for _ in range(100):
+                await pilot.pause(0.05)
+                app.tick()
+                if any("is gone" in n.message for n in app._notifications):
+                    break
+            said = [n.message for n in app._notifications]
+            await pilot.press("q")
+            await pilot.pause(0.2)
+        return rows, said
+
+    try:
+        rows, said = asyncio.run(scenario())
+    finally:
+        source.finish()
+        close(a_hub, a_server)
+    assert sorted((r[0], r[-1].strip()) for r in rows) == [("100", "(node-a r0) python train.py"),
+                                                        ("101", "(node-b r1) python train.py")]
+    assert any("node-b" in line and "is gone" in line for line in said), said
