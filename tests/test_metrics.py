@@ -94,7 +94,6 @@ def test_prometheus_scrapes_two_agents_and_agrees_with_the_report(tmp_path, ptra
         wait_for(scraped, timeout=60, what="Prometheus to have scraped both agents")
         picture = viewer.profile.freeze()
         report = build_report(picture)
-        scraped_at = time.time()
         phase_rows = query(base, 'gradetop_phase_seconds_total{source="marker"}')
         cpu_rows = query(base, "gradetop_process_cpu_seconds_total")
         rss_rows = query(base, "gradetop_process_resident_memory_bytes")
@@ -130,7 +129,9 @@ def test_prometheus_scrapes_two_agents_and_agrees_with_the_report(tmp_path, ptra
         assert float(r["value"][1]) > 0.2  # it spun 1.8 s of wall time (on a shared machine, less CPU)
     for r in rss_rows:
         assert float(r["value"][1]) == pytest.approx(by_real[int(r["metric"]["pid"])]["rss_bytes"], rel=0.05)
-    for r in sample_rows:  # the idle thread is still sampled: the scrape is a little behind the report
+    for r in sample_rows:
+        # The idle thread is still sampled at 100 Hz: the scrape (up to a second old) and the viewer's copy
+        # (up to a flush behind the agent) differ by a few seconds of samples at most.
         scraped, reported = float(r["value"][1]), by_real[int(r["metric"]["pid"])]["samples"]
-        assert reported - 100 * (scraped_at - report["start_time"]) <= scraped <= reported + 1
+        assert abs(scraped - reported) <= 100 * 3, (scraped, reported)
         assert scraped > 100
