@@ -1,6 +1,6 @@
 """Many agents, one viewer: how many samples a viewer merges per second, a frame's cost, and the agent's CPU.
 
-    python bench/bench_agents.py [--quick] [--agents 8] [--procs 16] [--rate 100]
+    python bench/bench_agents.py [--quick] [--agents 8] [--procs 16] [--rate 100] [--real]
 
 Goal (issue 14): 8 agents x 16 processes x 100 Hz (12,800 samples/s) merged
 by one viewer, the UI under 30 ms a frame. Each agent is its own process
@@ -84,6 +84,29 @@ def serve(index: int, procs: int, rate: float, seconds: float) -> None:
                       "bytes": hub.bytes_encoded, "samples": profile.timeline.samples}), flush=True)
 
 
+def real_agent_cpu(viewer: bool, seconds: float) -> float:
+    """% of one CPU the `gradetop agent` process itself uses (monitor + hub; its py-spy children excluded)
+    on bench/workload.py, with or without one viewer recording from it."""
+    import psutil
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    agent = subprocess.Popen([sys.executable, "-m", "gradetop", "agent", "--listen", "127.0.0.1:0", "--duration",
+                              str(seconds + 8), "--", sys.executable, os.path.join(here, "workload.py"),
+                              "--work", "1000000"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    port = agent.stderr.readline().split("127.0.0.1:")[1].split()[0]
+    watcher = subprocess.Popen([sys.executable, "-m", "gradetop", "record", "--agent", f"127.0.0.1:{port}",
+                                "--no-save"], stderr=subprocess.DEVNULL) if viewer else None
+    proc = psutil.Process(agent.pid)
+    time.sleep(5)
+    c0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+    time.sleep(seconds)
+    c1, t1 = sum(proc.cpu_times()[:2]), time.monotonic()
+    agent.wait()
+    if watcher is not None:
+        watcher.wait()
+    return 100 * (c1 - c0) / (t1 - t0)
+
+
 async def flame_ms(profile, size=(200, 60), rounds=5) -> float:
     from gradetop.model.source import FileSource
     from gradetop.model.views import ViewFilter, view_data
@@ -111,6 +134,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--procs", type=int, default=16)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--real", action="store_true", help="also measure a real `gradetop agent` on bench/workload.py")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=None)
     args = parser.parse_args()
@@ -184,6 +208,10 @@ def main() -> None:
     print(f"agent CPU (synthetic ingest + streaming): median {statistics.median(cpu):.1f}% of one CPU "
           f"(max {max(cpu):.1f}%); streaming alone (take + encode + fan-out): median {statistics.median(stream):.1f}%; "
           f"{statistics.median([r['bytes'] for r in results]) / seconds / 1e3:.0f} kB/s per agent")
+    if args.real:
+        quiet, watched = real_agent_cpu(False, seconds / 2), real_agent_cpu(True, seconds / 2)
+        print(f"real agent on bench/workload.py (4 threads, 100 Hz): its own process {quiet:.1f}% of one CPU "
+              f"without a viewer, {watched:.1f}% with one (py-spy's processes not counted)")
     print(foreign.summary())
 
 
