@@ -16,6 +16,7 @@ from gradetop.cli.errors import EXIT_PARTIAL, UserError, say
 from gradetop.cli.record import (
     STOP_SIGNALS,
     add_sampling_arguments,
+    check_writable,
     phase_options,
     pid_number,
     positive_float,
@@ -35,6 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pyroscope", metavar="URL", help="push pprof to a Pyroscope server (e.g. http://127.0.0.1:4040)")
     parser.add_argument("--pyroscope-every", type=positive_float, default=10.0, metavar="S",
                         help="seconds between pushes (default 10)")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="also record on this node, as 'record -o' does (default: stream only)")
     parser.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     parser.add_argument("--pid", type=pid_number, help="follow a running process (and its children)")
     add_sampling_arguments(parser)
@@ -84,6 +87,8 @@ def run(args) -> int:
             check_url(args.pyroscope)
         except ValueError as exc:
             raise UserError(str(exc), code=2) from None
+    if args.output:
+        check_writable(args.output)
     try:
         server = AgentServer(host, port, token, notify=say)
     except OSError as exc:
@@ -95,17 +100,21 @@ def run(args) -> int:
     except TargetError as exc:
         server._sock.close()
         raise UserError(str(exc)) from None
-    return serve(session, server, args.duration, metrics_address, args.pyroscope, args.pyroscope_every)
+    return serve(session, server, args.duration, metrics_address, args.pyroscope, args.pyroscope_every, args.output)
 
 
 def serve(session: Session, server, duration: float | None, metrics_address=None, pyroscope: str | None = None,
-          pyroscope_every: float = 10.0) -> int:
+          pyroscope_every: float = 10.0, output: str | None = None) -> int:
     from gradetop.collectors.agent import Hub
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
     deadline = None if duration is None else time.monotonic() + duration
-    hub = Hub(session.profile, notify=say)
+    try:
+        hub = Hub(session.profile, notify=say, output=output)
+    except OSError as exc:
+        say(f"cannot write {output} ({exc.strerror or exc}); streaming only")
+        hub = Hub(session.profile, notify=say)
     metrics = pusher = None
     if pyroscope:
         from gradetop.collectors.pyroscope import PyroscopePusher
@@ -152,7 +161,8 @@ def serve(session: Session, server, duration: float | None, metrics_address=None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     say(f"agent done: {session.profile.timeline.samples} samples, {hub.flushes} flushes, "
-        f"{hub.bytes_encoded / 1e6:.1f} MB streamed")
+        f"{hub.bytes_encoded / 1e6:.1f} MB streamed" + (f"; recorded to {output}" if hub.output and
+                                                          not hub.output_error else ""))
     if session.spawned:
         return shell_status(session.target.exit_code)
     return 0 if session.sampling else EXIT_PARTIAL

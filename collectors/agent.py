@@ -19,6 +19,7 @@ the hub. Must never import textual or rich.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -39,7 +40,8 @@ from gradetop.collectors.stream import (
 from gradetop.model.chunkfile import pack_chunk
 from gradetop.model.journal import Journal
 from gradetop.model.profile import Profile
-from gradetop.model.snapshot import encode, take_chunks, whole_journal
+from gradetop.model.snapshot import _header as snapshot_header
+from gradetop.model.snapshot import encode, save, take_chunks, whole_journal
 
 FLUSH_S = 1.0
 MAX_QUEUED_BYTES = 64 << 20
@@ -124,9 +126,18 @@ class Viewer:
 class Hub(Background):
     """Drains the profile's journal once a flush and fans the encoded chunks out to every viewer."""
 
-    def __init__(self, profile: Profile, every_s: float = FLUSH_S, notify: Callable[[str], None] | None = None) -> None:
+    def __init__(self, profile: Profile, every_s: float = FLUSH_S, notify: Callable[[str], None] | None = None,
+                 output: str | None = None) -> None:
+        """`output`: also record to this file, as `record` does (streamed, fsynced each flush, rewritten in one
+        piece at the end); OSError when it cannot be opened."""
         super().__init__("gradetop-hub")
         self.profile = profile
+        self.output = output
+        self.output_error: str | None = None
+        self._file = None
+        whole: list[dict] = []
+        if output is not None:
+            self._file = open(output, "wb")
         self.every_s = every_s
         self.notify = notify or (lambda line: None)
         self._viewers: list[Viewer] = []
@@ -140,8 +151,19 @@ class Hub(Background):
         self.encode_s = 0.0
         """Seconds spent taking and encoding chunks (the agent's own cost of streaming)."""
         with profile.lock:
-            # The hub owns the journal (a Session here has no SnapshotWriter): pieces from now on.
+            # The hub owns the journal (a Session here has no SnapshotWriter): pieces from now on; what the
+            # profile holds already starts the file.
+            if self._file is not None:
+                whole = take_chunks(profile, whole_journal(profile))
             profile.journal = Journal(frames_written=len(profile.frames), nodes_written=len(profile.stacks))
+        if self._file is not None:
+            try:
+                self._file.write(snapshot_header() + b"".join(encode(c) for c in whole))
+            except OSError:
+                self._file.close()
+                with profile.lock:
+                    profile.journal = None
+                raise
 
     @property
     def viewers(self) -> list[Viewer]:
@@ -186,11 +208,12 @@ class Hub(Background):
             delta = take_chunks(profile, pending, end_time)
             journal.frames_written, journal.nodes_written = pending.frames_written, pending.nodes_written
             whole = take_chunks(profile, whole_journal(profile), end_time) if joining else None
-        if viewers:
+        if viewers or self._file is not None:
             data = b"".join(encode(c) for c in delta)
             self.bytes_encoded += len(data)
             for v in viewers:
                 v.send(data)
+            self._record(data)
         if joining:
             data = b"".join(encode(c) for c in whole) + pack_chunk({"kind": "synced"})
             self.bytes_encoded += len(data)
@@ -213,8 +236,32 @@ class Hub(Background):
             v.send(end, limit=1 << 62)
         for v in viewers:
             v.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            try:
+                save(self.profile, self.output)  # in one piece, as a recording ends
+            except OSError as exc:
+                if self.output_error is None:
+                    self.output_error = f"cannot finish {self.output} ({exc.strerror or exc}); it holds the " \
+                                        "recording as streamed"
+                    self.notify(self.output_error)
         with self.profile.lock:
             self.profile.journal = None
+
+
+    def _record(self, data: bytes) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            self.output_error = f"cannot write {self.output}: {exc.strerror or exc}; streaming goes on"
+            self.notify(self.output_error)
+            self._file.close()
+            self._file = None
 
 
 class AgentServer(Background):

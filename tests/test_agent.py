@@ -441,3 +441,30 @@ def test_the_app_on_two_agents_shows_hosts_and_ranks_and_says_when_one_goes():
     assert sorted((r[0], r[-1].strip()) for r in rows) == [("100", "(node-a r0) python train.py"),
                                                         ("101", "(node-b r1) python train.py")]
     assert any("node-b" in line and "is gone" in line for line in said), said
+
+
+def test_an_agent_also_records_on_its_node_and_the_file_survives_a_kill(tmp_path, ptrace):
+    out = tmp_path / "node.gtop"
+    proc, port = start_agent([sys.executable, str(WORKLOADS / "busy_forever.py")], {"RANK": "2"}, 0,
+                             "-o", str(out), "--duration", "30")
+    try:
+        viewer = RemoteSession([f"127.0.0.1:{port}"], options=RemoteOptions(save=False)).open().start()
+        wait_for(lambda: viewer.profile.timeline.samples > 200, timeout=60, what="samples at the viewer")
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGKILL)  # no goodbye: what was streamed to disk opens
+        proc.wait(timeout=10)
+        viewer.finish()
+    finally:
+        stop(proc)
+    local = load(out)
+    assert local.warnings  # cut off, and it says so
+    assert local.timeline.samples > 100
+    assert {p.rank for p in local.processes.values()} == {2}
+    # Graceful end: the file is rewritten whole.
+    whole = tmp_path / "whole.gtop"
+    proc, _ = start_agent([sys.executable, str(WORKLOADS / "busy_forever.py")], None, 0, "-o", str(whole),
+                          "--duration", "3")
+    proc.wait(timeout=60)
+    stop(proc)
+    done = load(whole)
+    assert done.warnings == [] and done.timeline.samples > 50
