@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradetop.model.chunkfile import Chunk
-from gradetop.model.processes import ProcessInfo, ThreadInfo
+from gradetop.model.processes import PID_STRIDE, ProcessInfo, ThreadInfo
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import OutputLine, PhaseMark, SamplerNote
 from gradetop.model.series import PROCESS_COLUMNS, THREAD_COLUMNS
@@ -39,8 +39,6 @@ from gradetop.model.timeline import COLUMNS as TIMELINE_COLUMNS
 
 __all__ = ["PID_STRIDE", "AgentFeed", "Merger"]
 
-PID_STRIDE = 1 << 22
-"""Linux's largest pid_max (4194304): agent k's pids live in [k * PID_STRIDE, (k + 1) * PID_STRIDE)."""
 MAX_AGENTS = (1 << 31) // PID_STRIDE - 1
 """Merged pids stay within the timeline's int32 pid column."""
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+PID_STRIDE = 1 << 22
+"""Linux's largest pid_max (4194304). A view of many hosts (model.merge) gives agent k's processes the
+ids k * PID_STRIDE + pid, so `pid % PID_STRIDE` is always the pid its host knows."""
+
 
 @dataclass
 class ProcessInfo:

@@ -76,6 +76,17 @@ def test_two_agents_with_the_same_pids_stay_apart_and_add_up():
         ("node-a", 100, 0), ("node-a", 200, 0), ("node-b", 100, 1), ("node-b", 200, 1)}
     text = format_report(report)
     assert "node-b:100  rank 1" in text
+    # The timeline: a lane per rank's processes, in rank order, each named by host:pid.
+    from gradetop.model.lanes import phase_lanes
+    from gradetop.model.phases import all_phases
+    from gradetop.model.views import timeline_data
+
+    labels = [lane.label for lane in timeline_data(m, 20).lanes]
+    assert labels == ["r0 node-a:100 python 100.py", "r0 node-a:200 python 200.py",
+                      "r1 node-b:100 python 100.py", "r1 node-b:200 python 200.py"]
+    t0, t1 = m.timeline.span()
+    assert [lane.label for lane in phase_lanes(all_phases(m), t0, t1 + 1, 20, sources=("marker",))] == \
+        ["100 phases", "100 phases"]
 
 
 def test_deltas_after_the_whole_and_a_rejoin_adds_nothing_twice():
