@@ -6,7 +6,15 @@ import os
 import sys
 
 from gradetop.cli.errors import UserError, say
-from gradetop.cli.record import add_output_arguments, add_sampling_arguments, keep, pid_number, session_options
+from gradetop.cli.record import (
+    add_agent_arguments,
+    add_output_arguments,
+    add_sampling_arguments,
+    keep,
+    pid_number,
+    remote_session,
+    session_options,
+)
 from gradetop.collectors.session import Session, TargetError
 from gradetop.collectors.target import shell_status
 
@@ -21,6 +29,7 @@ def add_attach_arguments(parser) -> None:
     add_output_arguments(parser)
     add_sampling_arguments(parser)
     parser.add_argument("pid", nargs="?", type=pid_number, help="process to watch (none: pick from a list)")
+    add_agent_arguments(parser)
 
 
 def add_open_arguments(parser) -> None:
@@ -77,6 +86,16 @@ def watch(make_session, args) -> int:
 
 
 def attach(args) -> int:
+    if args.agent or args.hostfile:
+        if args.pid is not None:
+            raise UserError("give either agents (--agent/--hostfile) or a pid, not both", code=2)
+        session = remote_session(args)
+        try:
+            require_terminal("attach")
+        except UserError:
+            session.finish()
+            raise
+        return watch(lambda options: session, args)
     require_terminal("attach")
     pid = args.pid
     if pid is None:

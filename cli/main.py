@@ -7,7 +7,7 @@ import os
 import sys
 
 from gradetop._version import __version__
-from gradetop.cli import demo, diff, dump, export, live, record, report
+from gradetop.cli import agent, demo, diff, dump, export, live, record, report
 from gradetop.cli.errors import EXIT_USAGE, UserError, say
 
 
@@ -28,6 +28,8 @@ SUBCOMMANDS = [
     ("demo", "watch the embedded demo workflow live (no GPU, no download)", demo.add_arguments, demo.run),
     ("run", "run a command and watch it live", live.add_run_arguments, live.run),
     ("attach", "watch a running process live (no PID: pick one)", live.add_attach_arguments, live.attach),
+    ("agent", "follow a workflow on this node and stream it to viewers (attach/record --agent)", agent.add_arguments,
+     agent.run),
     ("open", "browse a saved snapshot or py-spy file (--diff B: a diff flame)", live.add_open_arguments, live.open_file),
 ]
 

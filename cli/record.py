@@ -21,7 +21,15 @@ def add_arguments(parser) -> None:
     add_sampling_arguments(parser)
     parser.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds (default: until the workflow ends)")
     parser.add_argument("--pid", type=pid_number, help="record a running process (and its children) instead of a command")
+    add_agent_arguments(parser)
     parser.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command to run and record")
+
+
+def add_agent_arguments(parser) -> None:
+    parser.add_argument("--agent", action="append", metavar="HOST:PORT",
+                        help="record from a running 'gradetop agent' instead (repeat for more nodes)")
+    parser.add_argument("--hostfile", metavar="FILE", help="agents to record from, one host[:port] a line")
+    parser.add_argument("--token-file", metavar="F", help="the agents' shared secret")
 
 
 def add_output_arguments(parser) -> None:
@@ -122,6 +130,11 @@ def check_writable(path: str) -> None:
 
 
 def run(args) -> int:
+    if args.agent or args.hostfile:
+        if args.pid is not None or args.command:
+            raise UserError("give either agents (--agent/--hostfile) or a workflow (--pid or a command), not both",
+                            code=2)
+        return record(remote_session(args), args.duration)
     if args.pid is not None and args.command:
         raise UserError("give either --pid or a command after --, not both", code=2)
     if args.pid is None and not args.command:
@@ -204,3 +217,39 @@ def keep(session: Session) -> str | None:
         say(f"{session.path} holds the recording up to where writing failed")
         return session.path
     return None
+
+
+def remote_session(args):
+    """A session on running agents, connected now: a bad address, port, hostfile or token is one line."""
+    from gradetop.collectors.remote import AgentError, RemoteOptions, RemoteSession, read_hostfile
+    from gradetop.collectors.stream import parse_address, read_token
+
+    addresses = list(args.agent or [])
+    for address in addresses:
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            raise UserError(f"--agent {address}: {exc}", code=2) from None
+    if args.hostfile:
+        try:
+            addresses += read_hostfile(args.hostfile)
+        except OSError as exc:
+            raise UserError(f"cannot read --hostfile {args.hostfile}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    token = None
+    if args.token_file:
+        try:
+            token = read_token(args.token_file)
+        except OSError as exc:
+            raise UserError(f"cannot read --token-file {args.token_file}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    output = getattr(args, "output", None)
+    save = getattr(args, "save", True)
+    if save and output:
+        check_writable(output)
+    try:
+        return RemoteSession(addresses, token, RemoteOptions(output=output, save=save)).open()
+    except (AgentError, ValueError) as exc:
+        raise UserError(str(exc)) from None

@@ -20,12 +20,23 @@ import psutil
 from gradetop.collectors.background import Background
 from gradetop.collectors.procfs import schedstat_ns
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
-from gradetop.model.roles import env_role
+from gradetop.model.roles_env import ranks_of
+
+
+def read_ranks(proc: psutil.Process) -> tuple[int | None, int | None, int | None]:
+    try:
+        return ranks_of(proc.environ())
+    except (psutil.Error, OSError):
+        return (None, None, None)
 
 
 def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
-                 roles: dict[int, str] | None = None) -> ProcessReading | None:
-    """One reading of one process, or None if it vanished or cannot be read."""
+                 ranks: dict[int, tuple] | None = None) -> ProcessReading | None:
+    """One reading of one process, or None if it vanished or cannot be read.
+
+    Its command line and ranks are read once (`cmdlines`, `ranks` cache them): a process's
+    environment does not change what launched it, and reading /proc/PID/environ 10 times a
+    second for every process would be waste."""
     try:
         with proc.oneshot():
             cpu = proc.cpu_times()
@@ -47,13 +58,11 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
                     cmdline = cmdlines[proc.pid] = proc.cmdline()
                 except psutil.AccessDenied:
                     cmdline = cmdlines[proc.pid] = []
-            role = roles.get(proc.pid) if roles is not None else ""
-            if role is None:
-                # Once per process: a rank does not change, and environ is a read of its memory.
-                try:
-                    role = roles[proc.pid] = env_role(proc.environ())
-                except (psutil.AccessDenied, OSError):
-                    role = roles[proc.pid] = ""
+            rank = (None, None, None)
+            if ranks is not None:
+                rank = ranks.get(proc.pid)
+                if rank is None:
+                    rank = ranks[proc.pid] = read_ranks(proc)
             return ProcessReading(
                 pid=proc.pid,
                 ppid=proc.ppid(),
@@ -67,7 +76,7 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
                 write_bytes=write_bytes,
                 num_threads=len(threads) or proc.num_threads(),
                 thread_times=threads,
-                env_role=role,
+                ranks=rank,
             )
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
@@ -125,8 +134,8 @@ class ResourceSampler(Background):
         self.interval = 1.0 / rate_hz
         self._procs: dict[int, psutil.Process] = {}
         self._cmdlines: dict[int, list[str]] = {}
-        self._roles: dict[int, str] = {}
         self._monitor: MonitorCpu | None = None
+        self._ranks: dict[int, tuple] = {}
         self.root_gone = threading.Event()
 
     def pids(self) -> list[int]:
@@ -170,9 +179,11 @@ class ResourceSampler(Background):
         readings = []
         for pid in list(self._procs):
             proc = self._procs[pid]
-            reading = read_process(proc, self._cmdlines, self._roles) if proc in tree or pid == root.pid else None
+            reading = read_process(proc, self._cmdlines, self._ranks) if proc in tree or pid == root.pid else None
             if reading is None or reading.status == psutil.STATUS_ZOMBIE:
                 del self._procs[pid]
+                self._cmdlines.pop(pid, None)
+                self._ranks.pop(pid, None)
                 self.emit(ProcessEnded(pid, now, None))
                 continue
             if pid == root.pid:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradetop.model.phases import Phase
+from gradetop.model.processes import PID_STRIDE
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def phase_lanes(phases: list[Phase], t0: float, t1: float, bins: int, max_depth:
             b = int(np.clip(np.ceil((p.end - t0) / width), a + 1, bins))
             cells[a:b] = len(names)
             names.append(p.name)
-        label = f"{tid if tid != pid else pid} phases" if depth == 0 else f"  └ level {depth + 1}"
+        # A view of many hosts renumbers pids (model.merge); the label shows the one its host knows.
+        label = f"{tid if tid != pid else pid % PID_STRIDE} phases" if depth == 0 else f"  └ level {depth + 1}"
         lanes.append(PhaseLane(label, cells, names))
     return lanes

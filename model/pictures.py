@@ -55,6 +55,10 @@ class ProcessRow:
     depth: int = 0
     role: str = ""
     """main, DataLoader worker, worker, launcher, rank N, child (model.roles)."""
+    host_pid: int | None = None
+    """The pid on its own host, in a view of many hosts (where `pid` was renumbered)."""
+    place: str = ""
+    """Its host and rank in a view of many hosts or a distributed job ("node2 r3"); "" for a plain local job."""
 
 
 @dataclass(frozen=True)

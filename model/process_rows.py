@@ -45,9 +45,11 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
         else:
             state = "running"
         sampled = "yes" if info.sampled else (info.why_not_sampled or "not yet")
+        place = " ".join(([info.host] if info.host_pid is not None and info.host else [])
+                         + ([f"r{info.rank}"] if info.rank is not None else []))
         out.append(ProcessRow(pid, info.ppid, short_command(info.cmdline) or info.name, state,
                               cpu_percent.get(pid, 0.0) if info.end_time is None else 0.0,
-                              rss, threads, sampled, depth, roles.get(pid, "")))
+                              rss, threads, sampled, depth, roles.get(pid, ""), info.host_pid, place))
         for child in sorted(children.get(pid, [])):
             visit(child, depth + 1)
 

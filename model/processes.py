@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from gradetop.model.roles_env import role_of_ranks
+
 HOST_PID = -1
 """Rows of the process series under this pid are the whole machine: cpu_s busy seconds, threads its cores."""
 MONITOR_PID = -2
 """Rows of the process series under this pid are gradetop itself with its samplers (cpu_s)."""
+PID_STRIDE = 1 << 22
+"""Linux's largest pid_max (4194304). A view of many hosts (model.merge) gives agent k's processes the
+ids k * PID_STRIDE + pid, so `pid % PID_STRIDE` is always the pid its host knows."""
 
 
 @dataclass
@@ -28,8 +33,28 @@ class ProcessInfo:
     """Wall seconds covered by this process's sampling windows."""
     ticks: int = 0
     """Sampling ticks py-spy made on it (its rate drifts from the asked one)."""
-    env_role: str = ""
-    """'rank 3' from RANK / LOCAL_RANK in its environment ('' without); model.roles reads it."""
+    rank: int | None = None
+    """Its rank in a distributed job (RANK, else SLURM_PROCID, in its environment), where it has one."""
+    local_rank: int | None = None
+    world_size: int | None = None
+    host_pid: int | None = None
+    """Its pid on its own host, where `pid` was renumbered to keep hosts apart (a view of many agents)."""
+
+    @property
+    def env_role(self) -> str:
+        """'rank 3' (or 'local rank 1') from its environment, '' without one: what model.roles calls it."""
+        return role_of_ranks(self.rank, self.local_rank)
+
+    @property
+    def real_pid(self) -> int:
+        """The pid a user on its host would see."""
+        return self.pid if self.host_pid is None else self.host_pid
+
+    @property
+    def place(self) -> str:
+        """Where it runs, as a user names it: `pid`, or `host:pid` in a view of many hosts; with its rank."""
+        where = str(self.pid) if self.host_pid is None else f"{self.host}:{self.host_pid}"
+        return where if self.rank is None else f"{where}, rank {self.rank}"
 
     @property
     def command(self) -> str:

@@ -248,11 +248,10 @@ class Profile:
                 info = self.processes[p.pid] = ProcessInfo(p.pid, p.ppid, list(p.cmdline), host=self.meta.host)
             info.ppid = p.ppid
             info.name = p.name
+            info.rank, info.local_rank, info.world_size = p.ranks
             info.create_time = p.create_time
             if p.cmdline:
                 info.cmdline = list(p.cmdline)
-            if p.env_role:
-                info.env_role = p.env_role
             for tid, (cpu_s, active_s) in p.thread_times.items():
                 pids.append(p.pid)
                 tids.append(tid)

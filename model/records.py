@@ -57,8 +57,8 @@ class ProcessReading:
     num_threads: int
     thread_times: dict[int, tuple[float, float]]
     """OS thread id -> (CPU seconds, seconds running or runnable), both cumulative."""
-    env_role: str = ""
-    """'rank 3' where the process environment gives RANK (or LOCAL_RANK); read once per process."""
+    ranks: tuple[int | None, int | None, int | None] = (None, None, None)
+    """(rank, local rank, world size) from its environment, read once per process; None where unset."""
     host_busy_s: float = -1.0
     """On the root's reading only: CPU seconds the whole machine was busy, cumulative (-1: not read).
     With `monitor_cpu_s` it says who held the cores when a thread of the workflow waited for one."""

@@ -12,6 +12,9 @@ from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phase_summary import covered_s
 from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.phases.auto import namer_of
+from gradetop.model.process_totals import ProcessTotals, process_totals
+from gradetop.model.ranks import format_ranks, rank_summary
+from gradetop.model.rules import Rule, parse_rules
 from gradetop.model.profile import Profile
 from gradetop.model.roles import process_roles
 from gradetop.model.rules import Rule, parse_rules
@@ -40,13 +43,16 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
     if rules is None:
         rules = parse_rules({"phase": profile.meta.options["phase_rules"]}) if profile.meta.options.get("phase_rules") else ()
     with profile.lock:
-        costs = cost_phases(profile, all_phases(profile, rules))
+        phases = all_phases(profile, rules)
+        costs = cost_phases(profile, phases)
         tree = profile.tree(weight="w" if include_idle else "active")
         functions = top_functions(tree)
         if limit is not None:
             functions = functions[:limit]
         processes = sorted(profile.processes.values(), key=lambda p: (p.create_time or 0, p.pid))
         roles = process_roles(profile)
+        totals = process_totals(profile)
+        none = ProcessTotals(0.0, 0, -1, -1, 0, 0.0)
         meta = profile.meta
         report = {
             "version": REPORT_VERSION,
@@ -64,12 +70,23 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
             "processes": [
                 {
                     "pid": p.pid,
+                    "host": p.host,
+                    "host_pid": p.real_pid,
+                    "rank": p.rank,
+                    "local_rank": p.local_rank,
+                    "world_size": p.world_size,
                     "ppid": p.ppid,
                     "cmdline": p.command,
                     "exit_code": p.exit_code,
                     "sampled": p.sampled,
                     "why_not_sampled": p.why_not_sampled or None,
                     "role": roles.get(p.pid, ""),
+                    "cpu_s": round(totals.get(p.pid, none).cpu_s, 6),
+                    "rss_bytes": totals.get(p.pid, none).rss,
+                    "read_bytes": totals.get(p.pid, none).read_bytes,
+                    "write_bytes": totals.get(p.pid, none).write_bytes,
+                    "samples": totals.get(p.pid, none).samples,
+                    "coverage": round(totals.get(p.pid, none).coverage, 4),
                 }
                 for p in processes
             ],
@@ -91,6 +108,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
             "phases": [phase_entry(c, meta.start_time) for c in costs],
             "imports": import_times(profile, roles),
             "notes": [{"pid": n.pid, "kind": n.kind, "message": n.message} for n in profile.notes],
+            "ranks": rank_summary(profile, phases),
         }
         report.update(gpu_section(profile))
         add_phase_gpu(profile, costs, report["phases"])
@@ -153,11 +171,16 @@ def format_report(report: dict, top: int = 20) -> str:
         lines.append(f"  exit code {report['exit_code']}")
     lines.append("")
     lines.append("Processes")
+    hosts = {p.get("host") for p in report["processes"]}
     for p in report["processes"]:
         state = "sampled" if p["sampled"] else f"not sampled: {p['why_not_sampled'] or 'no stacks seen'}"
         code = "" if p["exit_code"] is None else f", exit {p['exit_code']}"
         role = p.get("role") or ""
-        lines.append(_clip(f"  {p['pid']:>7}  {role:<17} {_clip(p['cmdline'], 34):<34}  {state}{code}", WIDTH))
+        # Many hosts (a view of agents): the host and the pid its users see; ranks where the job has them.
+        where = f"{p.get('host') or '?'}:{p.get('host_pid', p['pid'])}" if len(hosts) > 1 else f"{p['pid']:>7}"
+        if p.get("rank") is not None and role != f"rank {p['rank']}":
+            role = f"{role}, rank {p['rank']}" if role else f"rank {p['rank']}"
+        lines.append(_clip(f"  {where}  {role:<17} {_clip(p['cmdline'], 34):<34}  {state}{code}", WIDTH))
     kind = "wall seconds, idle included" if report["idle_included"] else "active seconds"
     lines.append("")
     lines.append(f"Top functions ({kind}, summed over threads)")
@@ -170,6 +193,7 @@ def format_report(report: dict, top: int = 20) -> str:
     lines += format_phases(report)
     lines += format_gpu(report, WIDTH)
     lines += format_imports(report)
+    lines += format_ranks(report.get("ranks"), WIDTH)
     for n in report["notes"]:
         if n["kind"] != "sampling":
             lines.append(_clip(f"note: pid {n['pid']}: {n['message']}", WIDTH))

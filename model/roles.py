@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradetop.model.profile import Profile
+from gradetop.model.roles_env import ranks_of, role_of_ranks
 
 MAIN = "main"
 DATALOADER = "DataLoader worker"
@@ -103,9 +104,6 @@ def role_prefix(role: str) -> str:
 
 
 def env_role(environ: dict[str, str]) -> str:
-    """'rank 3' from a process environment's RANK (or LOCAL_RANK), '' without one."""
-    for key, word in (("RANK", "rank"), ("LOCAL_RANK", "local rank")):
-        value = environ.get(key, "")
-        if value.isdigit():
-            return f"{word} {int(value)}"
-    return ""
+    """'rank 3' from a process environment's RANK (or LOCAL_RANK, or Slurm's), '' without one."""
+    rank, local_rank, _ = ranks_of(environ)
+    return role_of_ranks(rank, local_rank)

@@ -134,6 +134,11 @@ class StackTable:
             node = child
         return node
 
+    def child(self, parent: int, fid: int) -> int:
+        """The node of frame `fid` under `parent`, made if new (merging another trie node by node)."""
+        node = self._children.get((parent, fid))
+        return self.add_node(parent, fid) if node is None else node
+
     def add_node(self, parent: int, fid: int) -> int:
         """Append a new child of `parent` running frame `fid` (loading a saved trie node by node)."""
         node = len(self.parent)

@@ -95,7 +95,12 @@ def _lane_keys(profile: Profile, rows: dict[str, np.ndarray], by_thread: bool) -
     keys = {(int(p), int(t) if by_thread else None) for p, t in zip(rows["pid"], rows["tid"])}
     sampled = {pid for pid, _ in keys}
     keys |= {(pid, None) for pid in profile.processes if pid not in sampled}
-    return sorted(keys, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    # A distributed job reads by rank: ranked processes first, in rank order (a lane per rank).
+    def rank(pid: int) -> float:
+        info = profile.processes.get(pid)
+        return info.rank if info is not None and info.rank is not None else float("inf")
+
+    return sorted(keys, key=lambda k: (rank(k[0]), k[0], -1 if k[1] is None else k[1]))
 
 
 def _lane_bins(stacks: StackTable, rows: dict[str, np.ndarray], edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,8 +160,13 @@ def _process_resources(profile: Profile, pid: int, edges: np.ndarray) -> tuple[n
 def _lane_label(profile: Profile, pid: int, tid: int | None, roles: dict[int, str] | None = None) -> str:
     if tid is None:
         info = profile.processes.get(pid)
+        if info is None:
+            return str(pid)
+        # Ranks and hosts where the job has them: "r1 node2:4242 worker python train.py".
+        where = f"{info.host}:{info.real_pid}" if info.host_pid is not None else str(pid)
+        rank = f"r{info.rank} " if info.rank is not None else ""
         role = (roles or {}).get(pid, "")
-        role = f"{role} " if role not in ("", "main", "child") else ""
-        return f"{pid} {role}{short_command(info.cmdline) if info else ''}".strip()
+        role = f"{role} " if role not in ("", "main", "child") and not role.startswith("rank ") else ""
+        return f"{rank}{where} {role}{short_command(info.cmdline)}".strip()
     thread = profile.threads.get((pid, tid))
     return f"{tid} {thread.name if thread else ''}".strip()

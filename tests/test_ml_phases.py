@@ -358,8 +358,8 @@ def test_roles_from_environment_command_and_stacks():
     assert env_role({"RANK": "3", "LOCAL_RANK": "1"}) == "rank 3"
     assert env_role({"LOCAL_RANK": "1"}) == "local rank 1" and env_role({"RANK": "x"}) == ""
     profile = Profile(ProfileMeta(host="test", start_time=0.0, target_pid=10))
-    readings = [reading_at(0.0, 10, 0.0, {}), reading_at(0.0, 11, 0.0, {}, env_role="rank 0"),
-                reading_at(0.0, 12, 0.0, {}, env_role="rank 1"), reading_at(0.0, 13, 0.0, {})]
+    readings = [reading_at(0.0, 10, 0.0, {}), reading_at(0.0, 11, 0.0, {}, ranks=(0, None, None)),
+                reading_at(0.0, 12, 0.0, {}, ranks=(1, None, None)), reading_at(0.0, 13, 0.0, {})]
     commands = {10: ["torchrun", "--nproc-per-node", "2", "train.py"], 11: ["python", "train.py"],
                 12: ["python", "train.py"],
                 13: ["python", "-c", "from multiprocessing.resource_tracker import main;main(5)"]}

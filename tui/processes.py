@@ -38,12 +38,14 @@ class ProcessTable(DataTable):
         self._set_columns(bool(gpu is not None and gpu.devices))
         self.clear()
         for r in rows:
-            cells = [str(r.pid), short_role(r.role), r.state, f"{r.cpu_percent:5.0f}", size(r.rss)]
+            # Many hosts: the pid its host knows, and host and rank before the command.
+            shown = r.pid if r.host_pid is None else r.host_pid
+            cells = [str(shown), short_role(r.role), r.state, f"{r.cpu_percent:5.0f}", size(r.rss)]
             if self.with_gpu:
                 gpu_mem, gpu_util = on_gpu.get(r.pid, (None, None))
                 cells += ["" if gpu_mem is None else size(gpu_mem), "" if gpu_util is None else f"{gpu_util:4.0f}"]
             cells += [str(r.threads), r.sampled if len(r.sampled) <= 10 else r.sampled[:9] + "…",
-                      "  " * r.depth + r.command]
+                      "  " * r.depth + (f"({r.place}) " if r.place else "") + r.command]
             self.add_row(*cells, key=str(r.pid))
         if self.row_count:
             self.move_cursor(row=min(keep, self.row_count - 1), animate=False)
@@ -51,7 +53,8 @@ class ProcessTable(DataTable):
     def selected_pid(self) -> int | None:
         if not self.row_count:
             return None
-        return int(self.get_row_at(self.cursor_row)[0])
+        row_key, _ = self.coordinate_to_cell_key((self.cursor_row, 0))
+        return int(row_key.value)
 
 
 def short_role(role: str) -> str:

@@ -124,7 +124,7 @@ def trace(profile: Profile, selection: Selection) -> dict:
         for p in sorted(pids):
             info = profile.processes.get(p)
             meta.append({"ph": "M", "pid": p, "tid": 0, "name": "process_name",
-                         "args": {"name": f"{info.command if info and info.command else 'process'} ({p})"}})
+                         "args": {"name": f"{info.command if info and info.command else 'process'} ({info.place if info else p})"}})
         for p, t in sorted(threads):
             info = profile.threads.get((p, t))
             meta.append({"ph": "M", "pid": p, "tid": t, "name": "thread_name",

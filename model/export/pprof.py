@@ -101,6 +101,11 @@ def build(profile: Profile, selection: Selection) -> profile_pb2.Profile:
             sample.label.add(key=s("tid"), num=tid)
             sample.label.add(key=s("thread"), str=s(f"{info.name} ({tid})" if info and info.name else str(tid)))
             sample.label.add(key=s("role"), str=s("main" if target is None or pid == target else "child"))
+            proc = profile.processes.get(pid)
+            if proc is not None and proc.host:
+                sample.label.add(key=s("host"), str=s(proc.host))
+            if proc is not None and proc.rank is not None:
+                sample.label.add(key=s("rank"), num=proc.rank)
             if ph >= 0:
                 sample.label.add(key=s("phase"), str=s(selection.phases[ph].path))
     out.string_table.extend(s.table)
