@@ -419,7 +419,15 @@ def test_dump_calls_a_parent_of_busy_workers_waiting_not_stuck(ptrace):
 
     proc = subprocess.Popen([sys.executable, str(WORKLOADS / "futures_pipeline.py")])
     try:
-        time.sleep(1.5)  # the workers have started their first shards (2.5 s each)
+        # Until the workers are into their first shards (2.5 s each): a loaded machine starts them late.
+        import psutil
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            busy = [c for c in psutil.Process(proc.pid).children() if sum(c.cpu_times()[:2]) > 0.3]
+            if busy:
+                break
+            time.sleep(0.1)
         result = gradetop("dump", "--pid", str(proc.pid), "--watch", "2", "--json")
         assert result.returncode == 0, result.stderr
         out = json.loads(result.stdout)

@@ -35,12 +35,18 @@ class _Strings:
         return at
 
 
+SOURCE_RANK = {"auto": 0, "rule": 1, "marker": 2}
+
+
 def phase_of_rows(selection: Selection) -> np.ndarray:
     """Per row, the index (in selection.phases) of the innermost phase around it on its thread, or -1."""
     rows = selection.rows
     found = np.full(len(rows["t"]), -1, dtype=np.int64)
-    # Shallow first, so a deeper phase overrides the one around it.
-    for i in sorted(range(len(selection.phases)), key=lambda i: (selection.phases[i].depth, -selection.phases[i].duration)):
+    # Shallow first, so a deeper phase overrides the one around it; at one depth the user's own words win
+    # (a marker over a rule over an automatic phase), then the shorter phase.
+    phases = selection.phases
+    for i in sorted(range(len(phases)), key=lambda i: (phases[i].depth, SOURCE_RANK.get(phases[i].source, 0),
+                                                        -phases[i].duration)):
         p = selection.phases[i]
         found[(rows["t"] >= p.start) & (rows["t"] < p.end) & (rows["pid"] == p.pid) & (rows["tid"] == p.tid)] = i
     return found
