@@ -97,8 +97,34 @@ SetEnv PATH={os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin
     try:
         yield port, ssh
     finally:
-        proc.kill()
-        proc.wait(10)
+        reap(proc, str(tmp_path))
+
+
+def reap(sshd_proc: subprocess.Popen, marker: str) -> None:
+    """End the test's sshd with its per-connection children, then anything left that names the test's
+    folder (its ssh clients, agents left running, their jobs): only what this test started."""
+    import psutil
+
+    try:
+        children = psutil.Process(sshd_proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    sshd_proc.kill()
+    sshd_proc.wait(10)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    me = os.getpid()
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = p.info["cmdline"] or []
+            if p.pid != me and cmdline and not cmdline[0].startswith("tmux") and \
+                    any(marker in part for part in cmdline):
+                p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
 
 
 def remote_gradetop() -> str:
@@ -195,3 +221,145 @@ def test_a_missing_remote_gradetop_is_one_line(sshd, tmp_path):
                       "-o", str(tmp_path / "x.gtop"), "--", "true", timeout=60)
     line = one_line(result)
     assert "/nowhere/gradetop is not on this host's PATH" in line and "--remote-gradetop" in line
+
+
+def job_processes(marker: str) -> list:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = p.info["cmdline"] or []
+            if cmdline and not cmdline[0].startswith("tmux") and any(marker in part for part in cmdline) and \
+                    "gradetop" not in " ".join(cmdline[:3]):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def job_command(job: Path, seconds: float) -> list[str]:
+    # RANK from NODE_RANK before python starts: gradetop reads ranks from a process's first environment.
+    return ["sh", "-c", 'RANK=$NODE_RANK WORLD_SIZE=$NNODES exec "$0" "$@"', sys.executable, str(job),
+            "{node_rank}", str(seconds)]
+
+
+@pytest.mark.timeout(300)
+def test_record_hosts_for_a_duration_stops_the_jobs_on_every_host(sshd, tmp_path, ptrace, no_traceback):
+    job = tmp_path / "long_job.py"
+    job.write_text(RANKED)
+    port = sshd[0]
+    out = tmp_path / "d.gtop"
+    result = gradetop("record", "--hosts", f"127.0.0.1:{port}", "--hosts", f"localhost:{port}",
+                      "--remote-gradetop", remote_gradetop(), "--agent-port", str(free_port(2)), "--duration", "6",
+                      "-o", str(out), "--", *job_command(job, 600), timeout=240)
+    no_traceback(result)
+    assert "stopping" in result.stderr and "@127.0.0.1" in result.stderr and "@localhost" in result.stderr
+    assert not job_processes(str(job)), "SIGINT to the agents stopped their commands"
+    data = json.loads(gradetop("report", "--json", str(out)).stdout)
+    assert {p["rank"] for p in data["processes"] if p["sampled"]} >= {0, 1}
+
+
+# ---- run --hosts in a real terminal -------------------------------------------------------------
+
+
+@pytest.fixture
+def tmux(ptrace, monkeypatch):
+    import tempfile
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (.ci/run installs it)")
+    from test_end_to_end import Tmux
+
+    # A tmux server of our own (its socket in a folder of ours): never a session on anyone else's server.
+    folder = tempfile.mkdtemp(prefix="gt-tmux-")
+    monkeypatch.setenv("TMUX_TMPDIR", folder)
+    monkeypatch.delenv("TMUX", raising=False)
+    session = Tmux(f"gradetop-hosts-test-{os.getpid()}", width=160, height=45)
+    yield session
+    session.kill()  # its last session gone, our private server exits by itself
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_hosts_line(sshd, tmp_path: Path, job: Path) -> str:
+    import shlex
+
+    port, ssh = sshd
+    command = " ".join(shlex.quote(a) for a in job_command(job, 600))
+    return (f"cd {tmp_path} && GRADETOP_SSH={shlex.quote(ssh)} {remote_gradetop()} run "
+            f"--hosts 127.0.0.1:{port},localhost:{port} --remote-gradetop {remote_gradetop()} "
+            f"--agent-port {free_port(2)} -o {tmp_path / 'ui.gtop'} -- {command}")
+
+
+@pytest.mark.timeout(300)
+def test_run_hosts_shows_both_hosts_and_quit_stops_the_job(sshd, tmux, tmp_path):
+    job = tmp_path / "ui_job.py"
+    job.write_text(RANKED)
+    tmux.start(run_hosts_line(sshd, tmp_path, job))
+    tmux.wait_for("2 AGENTS", timeout=120)
+    tmux.wait_for("spin", timeout=60)
+    assert len(job_processes(str(job))) >= 2
+    tmux.keys("q")
+    tmux.wait_for("Stop it", timeout=20)
+    tmux.keys("s")
+    screen = tmux.wait_for("GRADETOP-EXIT=", timeout=60)
+    assert "Traceback" not in screen
+    deadline = time.monotonic() + 20
+    while job_processes(str(job)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not job_processes(str(job)), "stop reached the job on both hosts"
+    data = json.loads(gradetop("report", "--json", str(tmp_path / "ui.gtop")).stdout)
+    assert {p["rank"] for p in data["processes"] if p["sampled"]} >= {0, 1}
+
+
+@pytest.mark.timeout(300)
+def test_run_hosts_leave_running_says_how_to_reattach_and_that_works(sshd, tmux, tmp_path, no_traceback):
+    import re
+    import signal
+
+    job = tmp_path / "left_job.py"
+    job.write_text(RANKED)
+    tmux.start(run_hosts_line(sshd, tmp_path, job))
+    tmux.wait_for("spin", timeout=120)
+    tmux.keys("q")
+    tmux.wait_for("Leave running", timeout=20)
+    tmux.keys("l")
+    screen = tmux.wait_for("GRADETOP-EXIT=0", timeout=60)
+    tunnels = []
+    try:
+        text = screen.replace("\n", " ")
+        assert "runs on under the agents" in text, screen
+        assert len(job_processes(str(job))) >= 2, "leaving kept the jobs"
+        history = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", tmux.name, "-S", "-50"],
+                                 capture_output=True, text=True).stdout
+        lines = [line.strip() for line in history.splitlines()]
+        tunnel_lines = [line.removeprefix("gradetop:").strip() for line in lines if " -N -L " in line]
+        attach = next(line for line in lines if "gradetop attach --agent" in line)
+        assert len(tunnel_lines) == 2, history
+        for line in tunnel_lines:
+            tunnels.append(subprocess.Popen(line.rstrip("&").strip(), shell=True, start_new_session=True,
+                                            stdin=subprocess.DEVNULL))
+        agents = re.findall(r"--agent (\S+)", attach)
+        time.sleep(3)  # the tunnels come up
+        args = [a for agent in agents for a in ("--agent", agent)]
+        result = gradetop("record", *args, "--duration", "3", "-o", str(tmp_path / "again.gtop"), timeout=120)
+        no_traceback(result)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(gradetop("report", "--json", str(tmp_path / "again.gtop")).stdout)
+        assert data["samples"] > 0
+    finally:
+        for t in tunnels:
+            os.killpg(t.pid, signal.SIGTERM)
+            t.wait(10)
+        import psutil
+
+        # Both "hosts" are this machine: stop the agents we left (SIGINT stops their jobs).
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if " agent --listen 127.0.0.1:" in cmd and str(job) in cmd:
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while job_processes(str(job)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for p in job_processes(str(job)):
+            p.kill()
