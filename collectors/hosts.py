@@ -253,31 +253,7 @@ class HostsSession(RemoteSession):
     def stop_agents(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGINT to every agent (each stops its command), then wait for each connection to close."""
         self._stopped = True
-        base = ssh_base()
-        killers = []
-        for h in self.hosts:
-            if h.running and h.remote_pid:
-                killers.append(subprocess.Popen(
-                    [*base, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T", *h.ssh_options(),
-                     h.spec.destination, f"kill -INT {h.remote_pid}"],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    start_new_session=True))
-        deadline = time.monotonic() + timeout
-        for k in killers:
-            try:
-                k.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                k.kill()
-                k.wait()
-        for h in self.hosts:
-            if h.proc is None:
-                continue
-            try:
-                h.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.tell(f"host {h.spec.text}: the agent did not stop within {timeout:.0f} s; "
-                          f"closing the connection (see {h.remote_log} there)")
-                _end(h.proc)
+        stop_links(self.hosts, timeout, self.tell)
 
     def stop_workflow(self, grace_s: float = 5.0) -> None:
         self.stop_agents()
@@ -305,6 +281,36 @@ class HostsSession(RemoteSession):
         tunnels = [h.tunnel_command() + " &" for h in self.hosts]
         agents = " ".join(f"--agent 127.0.0.1:{h.local_port}" for h in self.hosts)
         return [*tunnels, f"gradetop attach {agents}"]
+
+
+def stop_links(hosts: list[HostLink], timeout: float = STOP_TIMEOUT_S, tell=lambda line: None) -> None:
+    """SIGINT to each agent (over a second ssh: each stops its command), then wait for each connection to close."""
+    base = ssh_base()
+    killers = []
+    for h in hosts:
+        if h.running and h.remote_pid:
+            killers.append(subprocess.Popen(
+                [*base, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T", *h.ssh_options(),
+                 h.spec.destination, f"kill -INT {h.remote_pid}"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True))
+    deadline = time.monotonic() + timeout
+    for k in killers:
+        try:
+            k.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            k.kill()
+            k.wait()
+    for h in hosts:
+        if h.proc is None:
+            continue
+        try:
+            h.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            if h.remote_pid:
+                tell(f"host {h.spec.text}: the agent did not stop within {timeout:.0f} s; "
+                     f"closing the connection (its log: {h.remote_log} there)")
+            _end(h.proc)
 
 
 def _end(proc: subprocess.Popen) -> None:
@@ -347,17 +353,24 @@ def launch(specs: list[HostSpec], command: list[str], *, gradetop: str = "gradet
         links.append(link)
     deadline = time.monotonic() + timeout
     pending = list(links)
-    while pending and time.monotonic() < deadline:
-        for link in list(pending):
-            link.read()
-            if link.ready:
-                pending.remove(link)
-            elif link.proc.poll() is not None:
+    try:
+        while pending and time.monotonic() < deadline:
+            for link in list(pending):
                 link.read()
-                link.error = link.first_error()
-                pending.remove(link)
-        if pending:
-            time.sleep(0.1)
+                if link.ready:
+                    pending.remove(link)
+                elif link.proc.poll() is not None:
+                    link.read()
+                    link.error = link.first_error()
+                    pending.remove(link)
+            if pending:
+                time.sleep(0.1)
+    except BaseException:
+        # Interrupted while the hosts start: stop what already started; nothing is left behind.
+        for link in links:
+            link.read()
+        stop_links(links, timeout=10)
+        raise
     for link in pending:
         link.error = f"no agent answered within {timeout:.0f} s ({link.first_error()})"
         _end(link.proc)

@@ -156,6 +156,23 @@ def test_the_remote_script_sets_ranks_and_substitutes_placeholders():
     assert "--listen 127.0.0.1:7078" in script and "'print({})' 1" in script
 
 
+@pytest.mark.parametrize("args, expect", [
+    (["record", "--hosts", "node:x", "--", "true"], "bad SSH port"),
+    (["record", "--hosts", "a", "--agent", "127.0.0.1:7077", "--", "true"], "not both"),
+    (["record", "--hosts", "a"], "put the command after --"),
+    (["record", "--hostfile", "/nonexistent/hosts", "--", "true"], "cannot read --hostfile"),
+])
+def test_host_mistakes_are_one_line(args, expect, tmp_path):
+    result = gradetop(*args, cwd=tmp_path, timeout=60)
+    assert expect in one_line(result) and result.returncode != 0
+
+
+def test_gradetop_ssh_is_the_ssh_command_and_a_missing_one_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADETOP_SSH", "/nonexistent/ssh -x")
+    result = gradetop("record", "--hosts", "node1", "-o", str(tmp_path / "x.gtop"), "--", "true", timeout=60)
+    assert "cannot run /nonexistent/ssh" in one_line(result)
+
+
 # ---- over a real sshd ---------------------------------------------------------------------------
 
 
