@@ -243,6 +243,9 @@ class HostsSession(RemoteSession):
         self.title = f"hosts {', '.join(h.spec.text for h in hosts)}: {' '.join(command)}"
         self.left_running = False
         self._stopped = False
+        self.folder = os.path.dirname(hosts[0].log_path)
+        for link, h in zip(self.links, hosts):
+            link.address = f"on {h.spec.text}"  # what notices name: the host, not its tunnel's local port
 
     @property
     def workflow_running(self) -> bool:
@@ -267,6 +270,8 @@ class HostsSession(RemoteSession):
                 _end(h.proc)
 
     def finish(self, progress=None) -> None:
+        if self._finished.is_set():
+            return
         super().finish(progress)
         for h in self.hosts:
             if h.proc is None:
@@ -276,6 +281,7 @@ class HostsSession(RemoteSession):
                 h.proc.wait(5.0 if self._stopped or not self.left_running else 0.1)
             except subprocess.TimeoutExpired:
                 _end(h.proc)
+        self.tell(f"what each agent and its job printed (while connected): {self.folder}")
 
     def reattach_help(self) -> list[str]:
         tunnels = [h.tunnel_command() + " &" for h in self.hosts]
