@@ -94,6 +94,10 @@ def run(args) -> int:
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     options = SessionOptions(stacks=stack_options(args), idle=args.idle, extra=phase_options(args), save=False)
+    if args.command and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # Started in the background by a shell (`... &`, nohup, run --hosts): SIGINT comes ignored, and the
+        # command would inherit that. Stopping it must be the Ctrl-C it expects (KeyboardInterrupt), not SIGTERM.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         session = Session.attach(args.pid, options) if args.pid is not None else \
             Session.spawn(args.command, options, mode="agent")

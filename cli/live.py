@@ -8,6 +8,7 @@ import sys
 from gradetop.cli.errors import UserError, say
 from gradetop.cli.record import (
     add_agent_arguments,
+    add_hosts_arguments,
     add_output_arguments,
     add_sampling_arguments,
     keep,
@@ -22,6 +23,7 @@ from gradetop.collectors.target import shell_status
 def add_run_arguments(parser) -> None:
     add_output_arguments(parser)
     add_sampling_arguments(parser)
+    add_hosts_arguments(parser)
     parser.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command to run and watch")
 
 
@@ -56,6 +58,8 @@ def run(args) -> int:
     if not args.command:
         raise UserError("nothing to run: put the command after --, as in gradetop run -- python train.py", code=2)
     require_terminal("run")
+    if args.hosts or args.hostfile:
+        return run_hosts(args)
     return watch(lambda options: Session.spawn(args.command, options, mode="run", capture_output=True), args)
 
 
@@ -83,6 +87,30 @@ def watch(make_session, args) -> int:
     if session.spawned:
         return shell_status(session.target.exit_code)
     return 0
+
+
+def run_hosts(args) -> int:
+    """`run --hosts`: an agent per host over SSH, one view of them all; quitting stops them or leaves them."""
+    from gradetop.cli.record import hosts_session
+
+    session = hosts_session(args)
+    try:
+        run_app(session)
+    finally:
+        if not session.state().ended:
+            session.detach()
+        for line in session.notices:
+            say(line)
+        written = keep(session)
+        if written:
+            say(f"the recording is in {written}")
+    if session.left_running:
+        say(f"the job runs on under the agents on {', '.join(h.spec.text for h in session.hosts)}; "
+            "to watch it again:")
+        for line in session.reattach_help():
+            say("  " + line)
+        return 0
+    return shell_status(session.target.exit_code)
 
 
 def attach(args) -> int:

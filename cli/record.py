@@ -22,7 +22,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds (default: until the workflow ends)")
     parser.add_argument("--pid", type=pid_number, help="record a running process (and its children) instead of a command")
     add_agent_arguments(parser)
+    add_hosts_arguments(parser, hostfile=False)
     parser.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command to run and record")
+
+
+def add_hosts_arguments(parser, hostfile: bool = True) -> None:
+    parser.add_argument("--hosts", action="append", metavar="HOST[,HOST...]",
+                        help="run the command on these hosts over SSH, each under a 'gradetop agent' "
+                             "([user@]host[:sshport]; with a command, --hostfile lists them too)")
+    if hostfile:
+        parser.add_argument("--hostfile", metavar="FILE", help="hosts to run on, one [user@]host[:sshport] a line")
+    parser.add_argument("--remote-gradetop", metavar="PATH", default="gradetop",
+                        help="gradetop on the hosts (default: 'gradetop' on the remote PATH)")
+    parser.add_argument("--agent-port", type=port_number, metavar="PORT", default=7077,
+                        help="the agents listen on 127.0.0.1:PORT+k on host k (default 7077)")
 
 
 def add_agent_arguments(parser) -> None:
@@ -129,7 +142,60 @@ def check_writable(path: str) -> None:
         raise UserError(f"cannot write {path}: permission denied")
 
 
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"not a port: {text}")
+    return int(text)
+
+
+port_number.__name__ = "port"
+
+
+def hosts_mode(args) -> bool:
+    """--hosts, or a --hostfile beside a command: start agents over SSH (a --hostfile alone names agents)."""
+    return bool(getattr(args, "hosts", None)) or bool(args.hostfile and getattr(args, "command", None))
+
+
+def hosts_session(args):
+    """Agents started over SSH on every host, each with the command under it; the unreachable ones are one
+    line each (all unreachable: one line and an error)."""
+    from gradetop.collectors.hosts import HostsError, launch, parse_hosts
+    from gradetop.collectors.remote import AgentError, RemoteOptions
+
+    if getattr(args, "agent", None) or getattr(args, "pid", None) is not None:
+        raise UserError("give either --hosts (with a command) or agents/--pid, not both", code=2)
+    if not args.command:
+        raise UserError("nothing to run on the hosts: put the command after --", code=2)
+    output = getattr(args, "output", None)
+    save_it = getattr(args, "save", True)
+    if save_it and output:
+        check_writable(output)
+    phase_options(args)  # a bad rules file fails here, before anything starts anywhere
+    agent_args = ["--rate", f"{args.rate:g}"]
+    agent_args += [flag for flag, on in (("--idle", args.idle), ("--native", args.native),
+                                         ("--blocking", args.blocking),
+                                         ("--no-subprocesses", not args.subprocesses)) if on]
+    for path in getattr(args, "user_code", None) or []:
+        agent_args += ["--user-code", os.path.abspath(path)]
+    if getattr(args, "phases", None):
+        agent_args += ["--phases", os.path.abspath(args.phases)]
+    try:
+        specs = parse_hosts(args.hosts, args.hostfile)
+        session = launch(specs, args.command, gradetop=args.remote_gradetop, agent_port=args.agent_port,
+                         agent_args=agent_args, options=RemoteOptions(output=output, save=save_it), notify=say)
+    except HostsError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        return session.open()
+    except AgentError as exc:
+        session.stop_agents(timeout=10)
+        session.finish()
+        raise UserError(str(exc)) from None
+
+
 def run(args) -> int:
+    if hosts_mode(args):
+        return record(hosts_session(args), args.duration)
     if args.agent or args.hostfile:
         if args.pid is not None or args.command:
             raise UserError("give either agents (--agent/--hostfile) or a workflow (--pid or a command), not both",
