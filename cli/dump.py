@@ -6,6 +6,8 @@ answer on the first line, the evidence below.
 
 from __future__ import annotations
 
+from argparse import ArgumentTypeError
+
 import json
 import os
 import sys
@@ -32,9 +34,9 @@ def watch_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"not a number: {text}") from None
+        raise ArgumentTypeError(f"not a number: {text}") from None
     if not 0 <= value <= 3600:
-        raise ValueError(f"must be between 0 and 3600 seconds: {text}")
+        raise ArgumentTypeError(f"must be between 0 and 3600 seconds: {text}")
     return value
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from argparse import ArgumentTypeError
+
 import os
 import signal
 import threading
@@ -71,9 +73,9 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"not a number: {text}") from None
+        raise ArgumentTypeError(f"not a number: {text}") from None
     if not (value > 0 and value != float("inf")):
-        raise ValueError(f"must be a positive number: {text}")
+        raise ArgumentTypeError(f"must be a positive number: {text}")
     return value
 
 
@@ -81,9 +83,9 @@ def pid_number(text: str) -> int:
     try:
         value = int(text, 0)
     except ValueError:
-        raise ValueError(f"not a process id: {text}") from None
+        raise ArgumentTypeError(f"not a process id: {text}") from None
     if value <= 0:
-        raise ValueError(f"not a process id: {text}")
+        raise ArgumentTypeError(f"not a process id: {text}")
     return value
 
 
@@ -94,7 +96,7 @@ MAX_RATE_HZ = 1000.0
 def rate_hz(text: str) -> float:
     value = positive_float(text)
     if not 1.0 <= value <= MAX_RATE_HZ:
-        raise ValueError(f"must be between 1 and {MAX_RATE_HZ:g} samples per second: {text}")
+        raise ArgumentTypeError(f"must be between 1 and {MAX_RATE_HZ:g} samples per second: {text}")
     return value
 
 
@@ -144,7 +146,7 @@ def check_writable(path: str) -> None:
 
 def port_number(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"not a port: {text}")
+        raise ArgumentTypeError(f"not a port: {text}")
     return int(text)
 
 
