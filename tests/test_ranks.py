@@ -51,3 +51,23 @@ def build_report_phases(profile):
     from gradetop.model.phases import all_phases
 
     return all_phases(profile)
+
+
+def test_the_live_view_says_which_rank_the_others_wait_for():
+    """The UI's per-rank view: lanes by rank (model.views) and the skew verdict under the process tree."""
+    import asyncio
+
+    from gradetop.model.source import FileSource
+    from gradetop.tui.app import GradetopApp
+    from gradetop.tui.processes import ProcessTable
+
+    async def scenario() -> str:
+        app = GradetopApp(FileSource(job({0: 0.5, 1: 1.0, 2: 0.5}), "job.gtop"), refresh_s=3600)
+        async with app.run_test(size=(160, 48)) as pilot:
+            for _ in range(200):
+                if app.picture is not None:
+                    break
+                await pilot.pause(0.05)
+            return str(app.query_one(ProcessTable).border_subtitle)
+
+    assert asyncio.run(scenario()).startswith("rank 1 spent 4.0 s in compute, 2.0x as long as rank 0")

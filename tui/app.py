@@ -241,7 +241,10 @@ class GradetopApp(App):
         try:
             self.query_one(FlamePanel).show(picture.view)
             self.query_one(TopTable).show(picture.view)
-            self.query_one(ProcessTable).show(picture.view.processes, picture.gpu)
+            processes = self.query_one(ProcessTable)
+            processes.show(picture.view.processes, picture.gpu)
+            # A distributed job's rank skew, where the per-rank lanes are: under the process tree.
+            processes.border_subtitle = picture.rank_skew
             self.query_one(TimelineView).show(picture.timeline, picture.lanes, picture.gpu)
             self.query_one(GpuPanel).show(picture.gpu)
             self.query_one(PhaseTable).show(picture.phases)

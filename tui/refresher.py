@@ -25,6 +25,7 @@ from gradetop.model.gpu_picture import GpuPicture, gpu_picture
 from gradetop.model.lanes import PhaseLane, phase_lanes
 from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.profile import Profile
+from gradetop.model.ranks import rank_summary
 from gradetop.model.records import OutputLine
 from gradetop.model.source import Source, SourceState
 from gradetop.model.threads import ThreadRow, thread_rows
@@ -74,6 +75,8 @@ class Picture:
     """('all threads' | 'process P' | 'thread T name', pids, tids) for the `t` key."""
     output: tuple[OutputLine, ...]
     gpu: GpuPicture
+    rank_skew: str = ""
+    """The first skewed phase's verdict in a distributed job ('rank 5 spent 1.2x as long in forward...')."""
 
     @property
     def stuck(self) -> int:
@@ -149,6 +152,7 @@ class Refresher:
             thread_choices=thread_choices(profile),
             output=tuple(profile.output),
             gpu=gpu_picture(profile, timeline.t0, timeline.t1, timeline.bins, costs),
+            rank_skew=rank_skew(profile, phases),
         )
 
     def _phase_costs(self, profile: Profile, ended: bool) -> list[PhaseCost]:
@@ -180,3 +184,12 @@ def thread_choices(profile: Profile) -> tuple:
         for tid in threads:
             choices.append((f"thread {tid} {profile.threads[(pid, tid)].name}", frozenset([pid]), frozenset([tid])))
     return tuple(choices)
+
+
+def rank_skew(profile: Profile, phases) -> str:
+    """The verdict of the most skewed phase across ranks, where the job has ranks and one is skewed."""
+    if not any(info.rank is not None for info in profile.processes.values()):
+        return ""
+    summary = rank_summary(profile, phases)
+    skewed = [e for e in (summary or {}).get("skew", []) if e["skewed"]]
+    return skewed[0]["verdict"] if skewed else ""
