@@ -20,7 +20,7 @@ from gradetop.collectors.session import Session, SessionOptions
 HERE = Path(__file__).parent
 DEMO = [sys.executable, "-m", "gradetop.demo"]
 SHOTS_80 = [("1", "flame-80x24"), ("2", "top-80x24"), ("3", "timeline-80x24"), ("4", "phases-80x24"), ("5", "threads-80x24"), ("6", "processes-80x24"),
-            ("7", "output-80x24")]
+            ("7", "output-80x24"), ("8", "gpu-80x24")]
 
 
 async def shoot(size: tuple[int, int], keys: list[tuple[str, str]], wait_s: float) -> None:

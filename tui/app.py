@@ -247,6 +247,7 @@ class GradetopApp(App):
             processes.border_subtitle = picture.rank_skew
             self.query_one(TimelineView).show(picture.timeline, picture.lanes, picture.gpu)
             self.query_one(GpuPanel).show(picture.gpu)
+            self.screen.set_class(not picture.gpu.devices, "no-gpu")
             self.query_one(PhaseTable).show(picture.phases)
             self.query_one(ThreadTable).show(picture.threads)
             self.show_output(picture)
