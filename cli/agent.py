@@ -63,14 +63,7 @@ def run(args) -> int:
     if args.pid is None and not args.command:
         raise UserError("nothing to follow: give --pid PID or a command after --", code=2)
     host, port = listen_address(args.listen, args.token_file)
-    token = None
-    if args.token_file:
-        try:
-            token = read_token(args.token_file)
-        except OSError as exc:
-            raise UserError(f"cannot read --token-file {args.token_file}: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+    token = token_of(args)
     metrics_address = None
     if args.metrics:
         try:
@@ -170,3 +163,15 @@ def serve(session: Session, server, duration: float | None, metrics_address=None
     if session.spawned:
         return shell_status(session.target.exit_code)
     return 0 if session.sampling else EXIT_PARTIAL
+
+
+def token_of(args) -> bytes | None:
+    """The shared secret of --token-file (None without one); a file that cannot be read is one line."""
+    if not args.token_file:
+        return None
+    try:
+        return read_token(args.token_file)
+    except OSError as exc:
+        raise UserError(f"cannot read --token-file {args.token_file}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

@@ -290,7 +290,8 @@ def keep(session: Session) -> str | None:
 def remote_session(args):
     """A session on running agents, connected now: a bad address, port, hostfile or token is one line."""
     from gradetop.collectors.remote import AgentError, RemoteOptions, RemoteSession, read_hostfile
-    from gradetop.collectors.stream import parse_address, read_token
+    from gradetop.cli.agent import token_of
+    from gradetop.collectors.stream import parse_address
 
     addresses = list(args.agent or [])
     for address in addresses:
@@ -305,14 +306,7 @@ def remote_session(args):
             raise UserError(f"cannot read --hostfile {args.hostfile}: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    token = None
-    if args.token_file:
-        try:
-            token = read_token(args.token_file)
-        except OSError as exc:
-            raise UserError(f"cannot read --token-file {args.token_file}: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+    token = token_of(args)
     output = getattr(args, "output", None)
     save = getattr(args, "save", True)
     if save and output:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from gradetop.collectors.autosave import Autosave
 from gradetop.collectors.background import Background
+from gradetop.collectors.session import start_recording
 from gradetop.collectors.stream import (
     PINGS,
     PROTOCOL,
@@ -244,13 +245,7 @@ class RemoteSession:
         return self
 
     def start(self) -> "RemoteSession":
-        if self.path is not None:
-            try:
-                self.writer = SnapshotWriter(self.profile, self.path)
-            except OSError as exc:
-                self.notices.append(f"cannot write {self.path} ({exc.strerror or exc}); recording in memory only")
-            else:
-                self._autosave = Autosave(self.writer, self.notices.append).start()
+        self.writer, self._autosave = start_recording(self.profile, self.path, self.notices)
         for link in self.links:
             link.start()
         return self

@@ -126,13 +126,7 @@ class Session:
 
     def start(self) -> "Session":
         """Start the samplers and the recording. A recording that cannot be opened is a notice, not a stop."""
-        if self.path is not None:
-            try:
-                self.writer = SnapshotWriter(self.profile, self.path)
-            except OSError as exc:
-                self.notices.append(f"cannot write {self.path} ({exc.strerror or exc}); recording in memory only")
-            else:
-                self._autosave = Autosave(self.writer, self.notices.append).start()
+        self.writer, self._autosave = start_recording(self.profile, self.path, self.notices)
         self.monitor.start()
         return self
 
@@ -245,3 +239,17 @@ def fallback_path(output: str) -> str:
     fd, path = tempfile.mkstemp(prefix=f"{stem}-", suffix=".gtop")
     os.close(fd)
     return path
+
+
+def start_recording(profile: Profile, path: str | None,
+                    notices: list[str]) -> tuple[SnapshotWriter | None, Autosave | None]:
+    """Stream `profile` to `path` (None: --no-save), flushed by an Autosave thread. A file that cannot be
+    opened is a notice, and the recording goes on in memory."""
+    if path is None:
+        return None, None
+    try:
+        writer = SnapshotWriter(profile, path)
+    except OSError as exc:
+        notices.append(f"cannot write {path} ({exc.strerror or exc}); recording in memory only")
+        return None, None
+    return writer, Autosave(writer, notices.append).start()
