@@ -70,6 +70,18 @@ def watch(make_session, args) -> int:
         session = make_session(options)
     except TargetError as exc:
         raise UserError(str(exc)) from None
+    watch_until_quit(session)
+    if session.workflow_running:
+        say(f"the workflow runs on as pid {session.target.pid}; its output goes to {session.log_path}")
+        return 0
+    if session.spawned:
+        return shell_status(session.target.exit_code)
+    return 0
+
+
+def watch_until_quit(session) -> None:
+    """The UI on `session`; when it goes (q, a signal, a crash), the session is ended and its notices and
+    recording are told."""
     try:
         run_app(session)
     finally:
@@ -81,12 +93,6 @@ def watch(make_session, args) -> int:
         written = keep(session)
         if written:
             say(f"the recording is in {written}")
-    if session.workflow_running:
-        say(f"the workflow runs on as pid {session.target.pid}; its output goes to {session.log_path}")
-        return 0
-    if session.spawned:
-        return shell_status(session.target.exit_code)
-    return 0
 
 
 def run_hosts(args) -> int:
@@ -94,16 +100,7 @@ def run_hosts(args) -> int:
     from gradetop.cli.record import hosts_session
 
     session = hosts_session(args)
-    try:
-        run_app(session)
-    finally:
-        if not session.state().ended:
-            session.detach()
-        for line in session.notices:
-            say(line)
-        written = keep(session)
-        if written:
-            say(f"the recording is in {written}")
+    watch_until_quit(session)
     if session.left_running:
         say(f"the job runs on under the agents on {', '.join(h.spec.text for h in session.hosts)}; "
             "to watch it again:")
