@@ -13,7 +13,7 @@ This follows the ingest API as Pyroscope's server API documentation gives
 it (v1.2 to the latest docs; README names them). A push that fails is a
 notice (once per kind of failure) and its window is dropped: the agent never
 blocks on, nor buffers without bound for, a backend that is away. Must never
-import textual or rich.
+depend on textual or rich.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ summing sample weights over node ids. The queries at the end (a node's
 ancestor at a depth, where a set of stacks splits) work on arrays of nodes.
 
 Must never know about time or threads (that is the timeline's job), nor
-import textual or rich.
+depend on textual or rich.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Columns:
     flags  uint8    FLAG_* bits
 
 Must never build trees or pictures (model.calltree and model.views do), nor
-import textual or rich.
+depend on textual or rich.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Exact edges and the user's own names. Must never guess (an unmatched end
 mark is dropped; a phase left open ends with its process or the run), nor
-import textual or rich.
+depend on textual or rich.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Raw stacks name the runtime: `_run_code`, `_find_and_load`,
   `optimizer step`), else the run's entry frame (`Pool.map`).
 
 Pure and cached per node. Must never look at time, threads or samples, nor
-import textual or rich.
+depend on textual or rich.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One thread's samples in time order: the unit that rule and automatic phases cut.
 
 Must never cut or name anything (phases.rules and phases.auto do), nor
-import textual or rich.
+depend on textual or rich.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A phase is a named interval of one thread, nested in a tree (workflow >
 stage > step). Must never compute anything beyond plain properties, nor
-import textual or rich.
+depend on textual or rich.
 """
 
 from __future__ import annotations
