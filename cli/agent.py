@@ -21,6 +21,7 @@ from gradetop.cli.record import (
     pid_number,
     positive_float,
     stack_options,
+    tell_notices,
 )
 from gradetop.collectors.session import Session, SessionOptions, TargetError
 from gradetop.collectors.stream import DEFAULT_PORT, is_loopback, parse_address, read_token
@@ -138,9 +139,7 @@ def serve(session: Session, server, duration: float | None, metrics_address=None
             say(f"metrics on http://{metrics.address[0]}:{metrics.address[1]}/metrics")
         told = 0
         while not stop.wait(0.1):
-            for line in session.notices[told:]:
-                say(line)
-            told = len(session.notices)
+            told = tell_notices(session.notices, told)
             if session.poll() or (deadline is not None and time.monotonic() >= deadline):
                 break
         if session.workflow_running:

@@ -230,7 +230,7 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
         if announce and session.writing_to:
             say(f"recording to {session.writing_to}")
         while not stop.wait(0.1):
-            told = _tell(session.notices, told)
+            told = tell_notices(session.notices, told)
             if not reported and session.failure():
                 say(session.failure() + "; recording CPU and memory only")
                 reported = True
@@ -245,7 +245,7 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
             session.finish(progress)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _tell(session.notices, told)
+    tell_notices(session.notices, told)
     profile = session.profile
     failure = None if session.sampling else (session.failure() or "no Python stacks were seen")
     if failure and not reported:
@@ -260,7 +260,8 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
     return EXIT_PARTIAL if failure else 0
 
 
-def _tell(notices: list[str], told: int) -> int:
+def tell_notices(notices: list[str], told: int) -> int:
+    """Say the notices after the first `told`; returns how many are told now."""
     for line in notices[told:]:
         say(line)
     return len(notices)

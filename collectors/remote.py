@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from gradetop.collectors.autosave import Autosave
 from gradetop.collectors.background import Background
-from gradetop.collectors.session import start_recording
+from gradetop.collectors.session import Recorded, start_recording
 from gradetop.collectors.stream import (
     PINGS,
     PROTOCOL,
@@ -40,7 +40,7 @@ from gradetop.collectors.stream import (
 )
 from gradetop.model.merge import AgentFeed, Merger
 from gradetop.model.records import SamplerNote
-from gradetop.model.snapshot import SnapshotWriter, save
+from gradetop.model.snapshot import SnapshotWriter
 from gradetop.model.source import SourceState
 
 CONNECT_TIMEOUT_S = 5.0
@@ -209,7 +209,7 @@ class RemoteOptions:
     save: bool = True
 
 
-class RemoteSession:
+class RemoteSession(Recorded):
     """Many agents as one live source: the UI and `record` drive it as they drive a local Session."""
 
     live = True
@@ -294,14 +294,6 @@ class RemoteSession:
             return SourceState(True, f"{live} agents" if live > 1 else "agent")
         return SourceState(True, f"{live}/{len(self.links)} agents")
 
-    @property
-    def writing_to(self) -> str | None:
-        if self.writer is None or self.writer.error is not None or self.writer.closed:
-            return None
-        return self.path
-
-    def save_copy(self, path: str) -> None:
-        save(self.profile, path, end_time=None if self._finished.is_set() else time.time())
 
     def read_locals(self, pid: int, tid: int):
         info = self.profile.processes.get(pid)

@@ -59,7 +59,25 @@ def default_output(pid: int) -> str:
     return f"gradetop-{pid}-{time.strftime('%Y%m%d-%H%M%S')}.gtop"
 
 
-class Session:
+class Recorded:
+    """What every session with a recording offers the UI: where it streams, and closed copies.
+
+    Needs `profile`, `path`, `writer` and the `_finished` event of the session it is mixed into.
+    """
+
+    @property
+    def writing_to(self) -> str | None:
+        """The file the recording streams to, while it does."""
+        if self.writer is None or self.writer.error is not None or self.writer.closed:
+            return None
+        return self.path
+
+    def save_copy(self, path: str) -> None:
+        """A closed snapshot of everything so far (its clock stops now), while the session goes on."""
+        save(self.profile, path, end_time=None if self._finished.is_set() else time.time())
+
+
+class Session(Recorded):
     live = True
 
     def __init__(self, target: Target, options: SessionOptions, mode: str,
@@ -159,16 +177,6 @@ class Session:
             return SourceState(False, "process ended", ended=True)
         return SourceState(True, "no stacks" if self.failure() else "running")
 
-    @property
-    def writing_to(self) -> str | None:
-        """The file the recording streams to, while it does."""
-        if self.writer is None or self.writer.error is not None or self.writer.closed:
-            return None
-        return self.path
-
-    def save_copy(self, path: str) -> None:
-        """A closed snapshot of everything so far (its clock stops now), while the session goes on."""
-        save(self.profile, path, end_time=None if self._finished.is_set() else time.time())
 
     def read_locals(self, pid: int, tid: int) -> list[tuple[str, list[tuple[str, str]]]]:
         """(function, [(name, repr)]) for each frame of one thread, innermost last: asks py-spy now."""
