@@ -13,6 +13,12 @@ import pytest
 WORKLOADS = Path(__file__).parent / "workloads"
 
 
+@pytest.fixture(autouse=True)
+def _scratch_cwd(tmp_path, monkeypatch):
+    """Each test runs in its own folder: recordings that default to the current directory land there, not in the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 def gradetop(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """Run the installed gradetop (this interpreter's) and capture its output."""
     return subprocess.run(

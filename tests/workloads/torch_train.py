@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 MODE = sys.argv[sys.argv.index("--mode") + 1] if "--mode" in sys.argv else "input"
 INPUT = MODE == "input"
-ITEMS = 384 if INPUT else 6144  # compute epochs well past 1 s: an automatic phase even on a loaded machine
+ITEMS = 384 if INPUT else 12288  # compute epochs near 2 s, well past automatic phases' 1 s on any machine
 BATCH = 16 if INPUT else 64
 FEATURES = 128 if INPUT else 256
 HIDDEN = 2048 if INPUT else 768
