@@ -89,7 +89,9 @@ class Monitor:
         with self._samplers_lock:
             if pid in self.samplers:
                 return
-            sampler = self.samplers[pid] = StackSampler(pid, self._queue.put, self.stack_options)
+            # Only children may be sampled at a lower rate while quiet: the target's phases need every tick.
+            sampler = self.samplers[pid] = StackSampler(pid, self._queue.put, self.stack_options,
+                                                        adaptive=pid != self.pid)
         sampler.start()
 
     def stop(self) -> None:

@@ -44,6 +44,43 @@ def thread_cpu_s(pid: int, tid: int) -> float | None:
         return None
 
 
+def descendants(pid: int) -> list[int] | None:
+    """Every process below `pid`, parents before their children, from the kernel's own lists
+    (/proc/PID/task/TID/children); None where the kernel keeps none (CONFIG_PROC_CHILDREN).
+
+    psutil's children() reads the stat file of every process on the machine to find them:
+    ten times a second, that was most of what reading the tree cost.
+    """
+    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        return None if os.path.exists(f"/proc/{pid}") else []
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """Seconds all threads of a process ran (user + system, in clock ticks); None if unreadable."""
+    fields = _stat_fields(f"/proc/{pid}/stat")
+    try:
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def zombie_exit(pid: int) -> tuple[int | None, int | None]:
     """(exit code, signal) the kernel keeps for a zombie: the last field of /proc/PID/stat, in waitpid form."""
     fields = _stat_fields(f"/proc/{pid}/stat")

@@ -81,6 +81,7 @@ def parse_speedscope(
     continuing: set[tuple[int, int]] = frozenset(),
     tick_s: float | None = None,
     stopped_at: float | None = None,
+    asked_hz: float = 0.0,
 ) -> StackBatch:
     """A StackBatch from one window of `py-spy record -f speedscope --idle -t` on `pid`.
 
@@ -153,4 +154,4 @@ def parse_speedscope(
         threads.append(
             ThreadSamples(thread_pid, tid, name, times, np.full(n, dt, dtype=np.float32), stacks)
         )
-    return StackBatch(pid, t_start, t_end, kept_ticks, frames, threads, commands)
+    return StackBatch(pid, t_start, t_end, kept_ticks, frames, threads, commands, asked_hz)

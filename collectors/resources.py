@@ -18,7 +18,7 @@ from collections.abc import Callable
 import psutil
 
 from gradetop.collectors.background import Background
-from gradetop.collectors.procfs import schedstat_ns
+from gradetop.collectors.procfs import descendants, schedstat_ns
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
 from gradetop.model.roles_env import ranks_of
 
@@ -88,18 +88,30 @@ class MonitorCpu:
     """CPU seconds of gradetop and its py-spy samplers, cumulative: what the monitoring itself costs.
 
     A sampler that ended keeps the CPU it was last seen with, so the sum never goes back.
+    Read once a second: it says who else held the cores, not what the job did.
     """
+
+    EVERY_S = 1.0
 
     def __init__(self) -> None:
         self.me = psutil.Process()
         self._samplers: dict[int, tuple[psutil.Process, float]] = {}
         self._gone_s = 0.0
+        self._last: tuple[float, float] | None = None
 
     def read(self, workflow: set[int]) -> float:
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < self.EVERY_S:
+            return self._last[1]
+        total = self._read(workflow)
+        self._last = (now, total)
+        return total
+
+    def _read(self, workflow: set[int]) -> float:
         try:
             times = self.me.cpu_times()
             total = times.user + times.system
-            for child in self.me.children(recursive=True):
+            for child in _children(self.me):
                 if child.pid not in workflow and child.pid not in self._samplers:
                     try:
                         if "py-spy" in child.name():
@@ -116,6 +128,20 @@ class MonitorCpu:
                 self._gone_s += last
                 del self._samplers[pid]
         return total + self._gone_s + sum(last for _, last in self._samplers.values())
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    """The processes below `proc`, from the kernel's lists where it keeps them (procfs.descendants)."""
+    pids = descendants(proc.pid)
+    if pids is None:
+        return proc.children(recursive=True)
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+    return found
 
 
 def host_busy_s() -> float:
@@ -136,6 +162,7 @@ class ResourceSampler(Background):
         self._cmdlines: dict[int, list[str]] = {}
         self._monitor: MonitorCpu | None = None
         self._ranks: dict[int, tuple] = {}
+        self._cores = psutil.cpu_count() or 1
         self.root_gone = threading.Event()
 
     def pids(self) -> list[int]:
@@ -166,20 +193,23 @@ class ResourceSampler(Background):
         tree = [root]
         try:
             if root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
-                tree += root.children(recursive=True)
+                tree += _children(root)
             else:
                 tree = []
         except psutil.Error:
             tree = []
         if not tree:
             self.root_gone.set()
+        in_tree = set()
         for proc in tree:
-            # Reuse Process objects: psutil keeps CPU-percent state and pid-reuse checks on them.
-            self._procs.setdefault(proc.pid, proc)
+            # Reuse Process objects: psutil keeps CPU-percent state and pid-reuse checks on them. A
+            # known one that is not equal to the one found (pid and start time) is a reused pid.
+            if self._procs.setdefault(proc.pid, proc) == proc:
+                in_tree.add(proc.pid)
         readings = []
         for pid in list(self._procs):
             proc = self._procs[pid]
-            reading = read_process(proc, self._cmdlines, self._ranks) if proc in tree or pid == root.pid else None
+            reading = read_process(proc, self._cmdlines, self._ranks) if pid in in_tree or pid == root.pid else None
             if reading is None or reading.status == psutil.STATUS_ZOMBIE:
                 del self._procs[pid]
                 self._cmdlines.pop(pid, None)
@@ -196,7 +226,7 @@ class ResourceSampler(Background):
         try:
             if self._monitor is None:
                 self._monitor = MonitorCpu()
-            return dataclasses.replace(reading, host_busy_s=host_busy_s(), host_cores=psutil.cpu_count() or 1,
+            return dataclasses.replace(reading, host_busy_s=host_busy_s(), host_cores=self._cores,
                                        monitor_cpu_s=self._monitor.read(workflow))
         except (psutil.Error, OSError):
             return reading

@@ -11,6 +11,15 @@ One sampler per process, not py-spy's -s: under -s, children attach
 asynchronously after the first tick, so every window would open with a gap
 in every child. The monitor starts a sampler for each process it finds.
 
+What py-spy costs is per sample (about 4% of a core per process at 100 Hz,
+measured in bench/), so a child that hardly runs (a DataLoader or pool
+worker waiting for its next task) is sampled at a tenth of the rate in
+longer windows: its kernel counters say it did not run, so its stack could
+barely change, and each of its samples stands for a longer slice of its wall
+time. It is back at the full rate in the window after its counters move.
+The process we were asked to watch is always sampled at the full rate: its
+phases need the resolution.
+
 Never pause the target by default: py-spy's blocking mode stops every
 thread 100 times a second, which slows many-threaded torch jobs 5-15x.
 """
@@ -28,6 +37,7 @@ from dataclasses import dataclass, field
 
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
+from gradetop.collectors.procfs import process_cpu_s
 from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_speedscope
 from gradetop.model.records import SamplerNote
 
@@ -41,6 +51,11 @@ START_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 """A young interpreter is not readable at once (PYSPY.md): retry before saying 'not Python'."""
+WAKE_CHECK_S = 0.05
+"""How often a quiet window asks the kernel whether its process runs again."""
+WAKE_SPAN_S = 0.5
+"""Over how long it must have run more than quiet_cpu to wake: the kernel charges CPU in 10 ms
+ticks, and one tick in a 0.1 s check would wake a worker for each 1 ms task."""
 
 
 @dataclass
@@ -53,13 +68,23 @@ class StackOptions:
     blocking: bool = False
     lead_s: float = 0.15
     """How long before a window's end the next one is started (py-spy attaches in ~30-60 ms)."""
+    quiet_hz: float = 10.0
+    """The rate for a quiet child (0: never lower the rate)."""
+    quiet_cpu: float = 0.05
+    """A child is quiet when it ran less than this share of a core through its last window."""
+    quiet_window_s: float = 1.0
+    """A quiet child's window: launches cost too, and it ends early when the child runs again."""
 
-    def args(self) -> list[str]:
+    @property
+    def lowers_rate(self) -> bool:
+        return 0 < self.quiet_hz < self.rate_hz
+
+    def args(self, rate_hz: float | None = None) -> list[str]:
         # Current line numbers (not -F's first lines): the line a thread waits on tells what it
         # waits for (a `with lock:` leaves no frame of its own), and the flame shows where in a
         # function the time goes. Function-level views merge a function's lines.
-        args = ["record", "-f", "speedscope", "--idle", "-t", "-r", str(int(round(self.rate_hz))),
-                "-d", str(ORPHAN_LIMIT_S)]
+        rate = max(1, int(round(rate_hz or self.rate_hz)))
+        args = ["record", "-f", "speedscope", "--idle", "-t", "-r", str(rate), "-d", str(ORPHAN_LIMIT_S)]
         if self.native:
             args.append("-n")
         if not self.blocking:
@@ -72,6 +97,9 @@ class _Window:
     proc: subprocess.Popen
     output: str
     stderr_path: str
+    rate_hz: float
+    quiet: bool = False
+    cpu_at_launch: float | None = None
     started: threading.Event = field(default_factory=threading.Event)
     stopped: threading.Event = field(default_factory=threading.Event)
     t_launch: float = 0.0
@@ -82,17 +110,24 @@ class _Window:
 class StackSampler(Background):
     """Samples the stacks of process `pid` in its own thread until stopped or the process ends."""
 
-    def __init__(self, pid: int, emit: Callable[[object], None], options: StackOptions | None = None) -> None:
+    def __init__(self, pid: int, emit: Callable[[object], None], options: StackOptions | None = None,
+                 adaptive: bool = False) -> None:
         super().__init__(f"gradetop-stacks-{pid}")
         self.pid = pid
         self.emit = emit
         self.options = options or StackOptions()
+        self.adaptive = adaptive and self.options.lowers_rate
+        """Lower the rate while the process hardly runs (children; never the target itself)."""
         self._tmp = scratch.new_folder("windows")
         self._seq = 0
         self._seen: set[tuple[int, int]] = set()
-        self._tick_s: float | None = None
-        """Seconds per tick in the last window we ended ourselves (py-spy's real rate)."""
+        self._tick_s: dict[float, float] = {}
+        """Seconds per tick, per asked rate, in the last window we ended ourselves (py-spy's real pace)."""
+        self._woke: float | None = None
+        """When the current quiet window ended early because its process ran again: the last
+        reading that still found it quiet."""
         self.windows = 0
+        self.quiet_windows = 0
         self.sampling = threading.Event()
         self.failure: tuple[str, str] | None = None
         """(kind, message) when the process could never be sampled."""
@@ -113,16 +148,19 @@ class StackSampler(Background):
         self.emit(SamplerNote(time.time(), self.pid, "sampling", f"sampling process {self.pid} with py-spy"))
         self.sampling.set()
         while True:
-            due = current.t_start + self.options.window_s - self.options.lead_s
-            if self._stopping.wait(max(0.0, due - time.time())) or current.stopped.is_set():
+            if self._wait_for_end(current):
                 self._finish(current, time.time())
                 return
-            upcoming = self._launch()
+            upcoming = self._launch(quiet=self._is_quiet(current))
             while not upcoming.started.wait(0.02):
                 if (upcoming.proc.poll() is not None or current.stopped.is_set() or self._stopping.is_set()
                         or time.time() - upcoming.t_launch > START_TIMEOUT_S):
                     break
             if upcoming.started.is_set():
+                if self._woke is not None and self._woke < upcoming.t_start:
+                    # The quiet window's few samples saw the stack it slept in; what the process did
+                    # since it woke is the new window's: its first samples stand for that time too.
+                    upcoming.t_start = max(self._woke, current.t_start)
                 self._finish(current, upcoming.t_start)
                 current = upcoming
                 continue
@@ -130,6 +168,35 @@ class StackSampler(Background):
             self._discard(upcoming)
             self._finish(current, time.time())
             return
+
+    def _wait_for_end(self, window: _Window) -> bool:
+        """Wait until the next window is due; True when sampling should stop instead."""
+        length = self.options.quiet_window_s if window.quiet else self.options.window_s
+        due = window.t_start + length - self.options.lead_s
+        self._woke = None
+        if not window.quiet:
+            return self._stopping.wait(max(0.0, due - time.time())) or window.stopped.is_set()
+        # A quiet window ends as soon as its process runs again: the next one samples it at full rate.
+        readings = [(window.t_launch, window.cpu_at_launch)]
+        while (left := due - time.time()) > 0:
+            if self._stopping.wait(min(WAKE_CHECK_S, left)) or window.stopped.is_set():
+                return True
+            now, cpu = time.time(), process_cpu_s(self.pid)
+            quiet_at = readings[-1][0]
+            readings = [r for r in readings if now - r[0] <= WAKE_SPAN_S + WAKE_CHECK_S / 2] + [(now, cpu)]
+            then, before = readings[0]
+            if cpu is not None and before is not None and cpu - before > self.options.quiet_cpu * max(now - then, WAKE_SPAN_S):
+                self._woke = quiet_at
+                return False
+        return window.stopped.is_set()
+
+    def _is_quiet(self, window: _Window) -> bool:
+        """Whether the process ran less than quiet_cpu of a core since `window` began."""
+        if not self.adaptive or self._woke is not None or window.cpu_at_launch is None:
+            return False
+        now = process_cpu_s(self.pid)
+        wall = time.time() - window.t_launch
+        return now is not None and wall > 0 and (now - window.cpu_at_launch) < self.options.quiet_cpu * wall
 
     def _attach(self) -> _Window | None:
         """First window, retried while the target is young; reports why if it never works."""
@@ -156,18 +223,20 @@ class StackSampler(Background):
             self.emit(SamplerNote(time.time(), self.pid, *failure))
         return None
 
-    def _launch(self) -> _Window:
+    def _launch(self, quiet: bool = False) -> _Window:
         self._seq += 1
         output = os.path.join(self._tmp, f"w{self._seq}.json")
         stderr_path = output + ".err"
-        cmd = [find_pyspy(), *self.options.args(), "-p", str(self.pid), "-o", output]
+        rate_hz = self.options.quiet_hz if quiet else self.options.rate_hz
+        cmd = [find_pyspy(), *self.options.args(rate_hz), "-p", str(self.pid), "-o", output]
+        cpu = process_cpu_s(self.pid) if self.adaptive else None
         t_launch = time.time()
         with open(stderr_path, "wb") as err:
             # Own session: a Ctrl-C at the terminal must not kill a window before we flush it.
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True
             )
-        window = _Window(proc, output, stderr_path, t_launch=t_launch)
+        window = _Window(proc, output, stderr_path, rate_hz, quiet, cpu, t_launch=t_launch)
         threading.Thread(target=self._watch, args=(window,), name="gradetop-pyspy-out", daemon=True).start()
         return window
 
@@ -209,13 +278,14 @@ class StackSampler(Background):
         if data:
             # A window that ended because its process did: py-spy takes a while to notice, so
             # its end comes late; pace its ticks as the last full window measured them instead.
-            tick_s = self._tick_s if ended_itself else None
+            tick_s = self._tick_s.get(window.rate_hz) if ended_itself else None
             batch = parse_speedscope(data, self.pid, window.t_start, t_end, self._seen, tick_s,
-                                     stopped_at=None if ended_itself else stopped_at)
+                                     stopped_at=None if ended_itself else stopped_at, asked_hz=window.rate_hz)
             if not ended_itself and batch.ticks:
-                self._tick_s = (batch.t_end - batch.t_start) / batch.ticks
+                self._tick_s[window.rate_hz] = (batch.t_end - batch.t_start) / batch.ticks
             self._seen = {(ts.pid, ts.tid) for ts in batch.threads}
             self.windows += 1
+            self.quiet_windows += window.quiet
             self.emit(batch)
         self._cleanup(window)
 

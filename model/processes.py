@@ -33,6 +33,10 @@ class ProcessInfo:
     """Wall seconds covered by this process's sampling windows."""
     ticks: int = 0
     """Sampling ticks py-spy made on it (its rate drifts from the asked one)."""
+    asked_ticks: float = 0.0
+    """Ticks its windows asked for: their seconds times their rates (0 in files older than this field)."""
+    quiet_s: float = 0.0
+    """Wall seconds of its windows at the lower rate of a child that hardly ran (collectors.stacks)."""
     rank: int | None = None
     """Its rank in a distributed job (RANK, else SLURM_PROCID, in its environment), where it has one."""
     local_rank: int | None = None

@@ -197,8 +197,13 @@ class Profile:
                 proc.why_not_sampled = ""
         proc = self.processes.get(batch.pid)
         if proc is not None:
+            span = max(0.0, batch.t_end - batch.t_start)
+            asked_hz = batch.asked_hz or self.meta.rate_hz
             proc.ticks += batch.ticks
-            proc.sampled_s += max(0.0, batch.t_end - batch.t_start)
+            proc.sampled_s += span
+            proc.asked_ticks += span * asked_hz
+            if asked_hz < self.meta.rate_hz:
+                proc.quiet_s += span
         self.timeline.compact()
 
     def _active_seconds(self, pid: int, tid: int, times: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -319,9 +324,18 @@ class Profile:
 
     @property
     def achieved_rate_hz(self) -> float:
+        """The asked rate times the share of asked ticks py-spy made (quiet children ask fewer)."""
         ticks = sum(p.ticks for p in self.processes.values())
+        asked = sum(p.asked_ticks for p in self.processes.values())
+        if asked > 0 and self.meta.rate_hz > 0:
+            return self.meta.rate_hz * ticks / asked
         seconds = sum(p.sampled_s for p in self.processes.values())
         return ticks / seconds if seconds > 0 else 0.0
+
+    @property
+    def asked_ticks(self) -> float:
+        """Ticks the windows asked for, all processes (from seconds x rate in files without the field)."""
+        return sum(p.asked_ticks or p.sampled_s * self.meta.rate_hz for p in self.processes.values())
 
     @property
     def coverage(self) -> float:

@@ -40,6 +40,8 @@ class StackBatch:
     threads: list[ThreadSamples]
     commands: dict[int, str] = field(default_factory=dict)
     """pid -> command line, as py-spy saw it."""
+    asked_hz: float = 0.0
+    """The rate this window asked for (lower for a quiet child); 0 where unknown: the profile's rate."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
                     "write_bytes": totals.get(p.pid, none).write_bytes,
                     "samples": totals.get(p.pid, none).samples,
                     "coverage": round(totals.get(p.pid, none).coverage, 4),
+                    "quiet_s": round(p.quiet_s, 3),
                 }
                 for p in processes
             ],
@@ -167,6 +168,11 @@ def format_report(report: dict, top: int = 20) -> str:
         f"  {report['samples']} samples at {report['achieved_rate_hz']:.0f} Hz (asked {report['rate_hz']:g} Hz),"
         f" {report['coverage'] * 100:.1f}% of wall time sampled",
     ]
+    quiet = [p for p in report["processes"] if p.get("quiet_s")]
+    if quiet:
+        seconds = sum(p["quiet_s"] for p in quiet)
+        lines.append(f"  {len(quiet)} child process{'es' * (len(quiet) > 1)} that hardly ran sampled at a lower rate"
+                     f" for {seconds:.1f} s")
     if report.get("exit_code") is not None:
         lines.append(f"  exit code {report['exit_code']}")
     lines.append("")

@@ -166,7 +166,7 @@ class Refresher:
 
     def _status(self, profile: Profile, state: SourceState) -> Status:
         meta = profile.meta
-        expected = int(sum(p.sampled_s for p in profile.processes.values()) * meta.rate_hz)
+        expected = int(profile.asked_ticks)
         ticks = sum(p.ticks for p in profile.processes.values())
         return Status(state=state, elapsed=profile.duration_s, rate=profile.achieved_rate_hz, asked=meta.rate_hz,
                       samples=profile.timeline.samples,

@@ -1,0 +1,82 @@
+"""Children that hardly run are sampled at a lower rate, and at the full one again as soon as they run (issue 12).
+
+A real run of workloads/quiet_child.py under `gradetop record`: the child
+sleeps 2 s, spins 1 s, sleeps 2.5 s while its parent spins throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import WORKLOADS, gradetop
+from gradetop.collectors.procfs import descendants
+from gradetop.model.calltree import top_functions
+from gradetop.model.snapshot import load
+
+
+@pytest.fixture(scope="module")
+def quiet_run(tmp_path_factory, ptrace):
+    tmp = tmp_path_factory.mktemp("quiet")
+    out, truth = tmp / "quiet.gtop", tmp / "truth.json"
+    result = gradetop("record", "-o", str(out), "--", sys.executable, str(WORKLOADS / "quiet_child.py"),
+                      "--truth", str(truth), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return load(out), json.loads(truth.read_text()), gradetop("report", str(out)).stdout
+
+
+def weights_of(profile, pid: int, t0: float, t1: float) -> np.ndarray:
+    rows = profile.timeline.rows(profile.timeline.select(t0, t1, [pid], None))
+    return rows["w"]
+
+
+@pytest.mark.attach
+def test_a_sleeping_child_is_sampled_at_the_lower_rate_and_a_working_one_at_the_full_rate(quiet_run):
+    profile, truth, _ = quiet_run
+    root = profile.meta.target_pid
+    child = next(p for p in profile.processes if p != root and profile.processes[p].sampled)
+    start, end = truth["work"]
+    # Well inside the work: the window that saw it wake may still be a quiet one (at most 1 s).
+    working = weights_of(profile, child, start + 0.5, end - 0.05)
+    assert len(working) and np.median(working) < 0.02, working
+    dozing = weights_of(profile, child, end + 1.4, end + 2.4)
+    assert len(dozing) and np.median(dozing) > 0.05, dozing
+    assert profile.processes[child].quiet_s > 0.5
+    # The target is never lowered.
+    assert profile.processes[root].quiet_s == 0
+    assert np.median(weights_of(profile, root, start - 1.5, end + 1.0)) < 0.02
+
+
+@pytest.mark.attach
+def test_the_work_of_a_quiet_child_keeps_its_true_time(quiet_run):
+    profile, truth, text = quiet_run
+    root = profile.meta.target_pid
+    child = next(p for p in profile.processes if p != root and profile.processes[p].sampled)
+    functions = {f.function: f for f in top_functions(profile.tree(pids=[child], weight="active"))}
+    start, end = truth["work"]
+    print(f"work: {functions['work'].total_s:.3f} s active of {end - start:.3f} s")
+    assert abs(functions["work"].total_s - (end - start)) <= 0.15, functions["work"]
+    walls = {f.function: f for f in top_functions(profile.tree(pids=[child]))}
+    assert abs(walls["doze"].total_s - 2.0) <= 0.3 and abs(walls["doze_again"].total_s - 2.5) <= 0.3, walls
+    assert "hardly ran sampled at a lower rate" in text, text
+
+
+def test_descendants_are_the_kernels_children_lists():
+    sleeper = subprocess.Popen(["bash", "-c", "sleep 5 & sleep 5 & wait"])
+    try:
+        deadline = time.time() + 5
+        while time.time() < deadline and len(descendants(sleeper.pid) or []) < 2:
+            time.sleep(0.02)
+        found = descendants(os.getpid())
+        assert found is not None
+        assert sleeper.pid in found and set(descendants(sleeper.pid)) <= set(found)
+        assert len(descendants(sleeper.pid)) == 2
+    finally:
+        sleeper.kill()
+        sleeper.wait()
