@@ -141,7 +141,16 @@ def check_writable(path: str) -> None:
     if not os.path.isdir(directory):
         raise UserError(f"cannot write {path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise UserError(f"cannot write {path}: permission denied")
+        why = "read-only file system" if read_only(directory) else "permission denied"
+        raise UserError(f"cannot write {path}: {why}")
+
+
+def read_only(directory: str) -> bool:
+    """The file system holding `directory` is mounted read-only (access() says no for that too)."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def port_number(text: str) -> int:
