@@ -56,19 +56,39 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The arguments; an unknown one is reported by its subcommand's parser, which points at its own --help."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        owner = parser.subcommands.get(getattr(args, "subcommand", None) or "", parser)
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def readable_output() -> None:
+    """Never fail on a character the terminal's encoding lacks (LC_ALL=C): write an escape instead."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if (stream.encoding or "").lower().replace("-", "").replace("_", "") != "utf8":
+                stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass  # not a text stream we can reconfigure (a test's StringIO): leave it
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    readable_output()
     parser = build_parser(argv[: argv.index("--")] if "--" in argv else argv)
     # Everything after "--" is the workflow's own command line, options included.
     if "--" in argv:
         cut = argv.index("--")
-        args = parser.parse_args(argv[:cut])
+        args = parse(parser, argv[:cut])
         if hasattr(args, "command"):
             args.command = list(args.command or []) + argv[cut + 1 :]
         else:
             parser.error(f"'{args.subcommand}' takes no command after --")
     else:
-        args = parser.parse_args(argv)
+        args = parse(parser, argv)
     if args.subcommand is None:
         parser.print_help()
         return EXIT_USAGE

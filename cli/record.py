@@ -141,7 +141,16 @@ def check_writable(path: str) -> None:
     if not os.path.isdir(directory):
         raise UserError(f"cannot write {path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise UserError(f"cannot write {path}: permission denied")
+        why = "read-only file system" if read_only(directory) else "permission denied"
+        raise UserError(f"cannot write {path}: {why}")
+
+
+def read_only(directory: str) -> bool:
+    """The file system holding `directory` is mounted read-only (access() says no for that too)."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def port_number(text: str) -> int:
@@ -223,17 +232,19 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
     deadline = None if duration is None else time.monotonic() + duration
-    reported = False
+    reported: str | None = None
+    """The sampler's failure, once said (the session makes a notice of it too: it is not said twice)."""
     told = 0
     try:
         session.start()
         if announce and session.writing_to:
             say(f"recording to {session.writing_to}")
         while not stop.wait(0.1):
-            told = tell_notices(session.notices, told)
+            told = tell_notices(session.notices, told, reported)
             if not reported and session.failure():
-                say(session.failure() + "; recording CPU and memory only")
-                reported = True
+                reported = session.failure()
+                if reported not in session.notices[:told]:
+                    say(reported + "; recording CPU and memory only")
             if session.poll() or (deadline is not None and time.monotonic() >= deadline):
                 break
         if session.workflow_running:
@@ -245,9 +256,9 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
             session.finish(progress)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    tell_notices(session.notices, told)
     profile = session.profile
     failure = None if session.sampling else (session.failure() or "no Python stacks were seen")
+    tell_notices(session.notices, told, reported or failure)
     if failure and not reported:
         say(failure + "; recorded CPU and memory only")
     written = keep(session)
@@ -260,10 +271,11 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
     return EXIT_PARTIAL if failure else 0
 
 
-def tell_notices(notices: list[str], told: int) -> int:
-    """Say the notices after the first `told`; returns how many are told now."""
+def tell_notices(notices: list[str], told: int, said: str | None = None) -> int:
+    """Say the notices after the first `told` (but `said`, already told); returns how many are told now."""
     for line in notices[told:]:
-        say(line)
+        if line != said:
+            say(line)
     return len(notices)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from argparse import ArgumentTypeError
 
 from gradetop.cli.errors import UserError, say
 from gradetop.cli.progress import progress_bar
@@ -15,11 +16,24 @@ from gradetop.model.imports import load_any
 from gradetop.model.snapshot import SnapshotError
 
 
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"not a whole number: {text}") from None
+    if value < 0:
+        raise ArgumentTypeError(f"must be 0 or more: {text}")
+    return value
+
+
+count.__name__ = "count"
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("file", metavar="FILE",
                         help="a snapshot written by gradetop record / run / demo, or a py-spy raw / speedscope file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--top", type=int, default=20, metavar="N", help="functions listed in the text report (default 20)")
+    parser.add_argument("--top", type=count, default=20, metavar="N", help="functions listed in the text report (default 20)")
     parser.add_argument("--phases", metavar="RULES.toml", help="phase rules to apply (default: those recorded with the file)")
     add_user_code_argument(parser)
     idle = parser.add_mutually_exclusive_group()

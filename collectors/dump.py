@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from gradetop.collectors.processes import without_gradetop
 from gradetop.collectors.procfs import source_line, thread_cpu_s, zombie_exit
 from gradetop.collectors.pyspy import PySpyMissing, explain_failure, find_pyspy
 from gradetop.model.dump_report import DumpResult, FrameReport, ProcessReport, ThreadReport
@@ -260,7 +261,7 @@ class _Watch:
         root = self.processes[self.root]
         if root.proc is not None and self.options.subprocesses and root.status == "running":
             try:
-                children = root.proc.children(recursive=True)
+                children = without_gradetop(root.proc.children(recursive=True))
             except psutil.Error:
                 children = []
             for child in children:

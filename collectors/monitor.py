@@ -83,14 +83,14 @@ class Monitor:
         root = self.samplers.get(self.pid)
         return (root or samplers[0]).failure[1]
 
-    def _start_sampler(self, pid: int) -> None:
+    def _start_sampler(self, pid: int, command: str | None = None, born: float | None = None) -> None:
         if not self.sample_stacks or self._stopping.is_set():
             return
         with self._samplers_lock:
             if pid in self.samplers:
                 return
             # Only children may be sampled at a lower rate while quiet: the target's phases need every tick.
-            sampler = self.samplers[pid] = StackSampler(pid, self._queue.put, self.stack_options,
+            sampler = self.samplers[pid] = StackSampler(pid, self._queue.put, self.stack_options, command, born,
                                                         adaptive=pid != self.pid)
         sampler.start()
 
@@ -129,7 +129,8 @@ class Monitor:
                     self.profile.ingest(record)
                 if isinstance(record, ResourceBatch) and self.stack_options.subprocesses:
                     for reading in record.processes:
-                        self._start_sampler(reading.pid)
+                        self._start_sampler(reading.pid, " ".join(reading.cmdline) or reading.name,
+                                            reading.create_time)
             self._release_held(force=False)
             if record is None and self._ingest_done.is_set() and self._queue.empty():
                 self._release_held(force=True)

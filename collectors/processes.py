@@ -1,4 +1,5 @@
-"""This machine's Python processes, for the picker of `gradetop attach` with no PID."""
+"""This machine's Python processes, for the picker of `gradetop attach` with no PID; and gradetop's own,
+which are never a target."""
 
 from __future__ import annotations
 
@@ -33,3 +34,19 @@ def python_processes() -> list[dict]:
             "threads": info["num_threads"] or 0,
         })
     return sorted(found, key=lambda p: (-p["cpu"], -p["rss"]))
+
+
+def without_gradetop(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """`procs` less gradetop and every process below it (its py-spy helpers).
+
+    They are among a target's descendants only when the target is an ancestor of gradetop
+    (`record --pid $$` from a shell, `--pid 1`): sampling them would watch gradetop watching.
+    """
+    me = os.getpid()
+    if not any(p.pid == me for p in procs):
+        return procs
+    try:
+        mine = {me, *(p.pid for p in psutil.Process(me).children(recursive=True))}
+    except psutil.Error:
+        mine = {me}
+    return [p for p in procs if p.pid not in mine]

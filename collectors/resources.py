@@ -18,6 +18,7 @@ from collections.abc import Callable
 import psutil
 
 from gradetop.collectors.background import Background
+from gradetop.collectors.processes import without_gradetop
 from gradetop.collectors.procfs import descendants, schedstat_ns
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
 from gradetop.model.roles_env import ranks_of
@@ -193,7 +194,7 @@ class ResourceSampler(Background):
         tree = [root]
         try:
             if root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
-                tree += _children(root)
+                tree += without_gradetop(_children(root))
             else:
                 tree = []
         except psutil.Error:

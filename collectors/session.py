@@ -102,6 +102,8 @@ class Session(Recorded):
         self._finished = threading.Event()
         self._finish_lock = threading.Lock()
         self._detached = False
+        self._notes_read = 0
+        self._permission_told = False
 
     # ---- making one ----------------------------------------------------------------------
 
@@ -154,11 +156,23 @@ class Session(Recorded):
 
     def poll(self) -> bool:
         """True once the workflow ended and `finish` should be called."""
+        self._tell_sampler_problems()
         if self._finished.is_set():
             return False
         if self.spawned:
             return self.target.poll() is not None
         return self.monitor.target_gone
+
+    def _tell_sampler_problems(self) -> None:
+        """A sampler denied ptrace says so once, with the one-line fix, as a notice: the UI shows it as a
+        toast (its header only says NO STACKS, and the processes panel cuts the reason short)."""
+        with self.profile.lock:
+            notes = self.profile.notes[self._notes_read:]
+            self._notes_read += len(notes)
+        for note in notes:
+            if note.kind == "permission" and not self._permission_told:
+                self._permission_told = True
+                self.notices.append(note.message)
 
     def failure(self) -> str | None:
         """Why no stacks can be read, once every sampler gave up; else None."""

@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import psutil
+
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.procfs import process_cpu_s
@@ -111,13 +113,16 @@ class StackSampler(Background):
     """Samples the stacks of process `pid` in its own thread until stopped or the process ends."""
 
     def __init__(self, pid: int, emit: Callable[[object], None], options: StackOptions | None = None,
-                 adaptive: bool = False) -> None:
+                 command: str | None = None, born: float | None = None, adaptive: bool = False) -> None:
         super().__init__(f"gradetop-stacks-{pid}")
         self.pid = pid
         self.emit = emit
         self.options = options or StackOptions()
         self.adaptive = adaptive and self.options.lowers_rate
         """Lower the rate while the process hardly runs (children; never the target itself)."""
+        # Read now: a short-lived process may be gone when its failure is told.
+        self.command = command or _command_of(pid)
+        self.born = born or _start_time(pid)
         self._tmp = scratch.new_folder("windows")
         self._seq = 0
         self._seen: set[tuple[int, int]] = set()
@@ -214,14 +219,27 @@ class StackSampler(Background):
             if self._stopping.is_set() and window.proc.poll() is None:
                 self._discard(window)
                 break
-            failure = explain_failure(self._read_stderr(window), self.pid)
+            seen, failure = failure, explain_failure(self._read_stderr(window), self.pid)
+            gone = failure[0] == "gone"
+            if gone:
+                failure = self._gone(seen)
             self._discard(window)
-            if failure[0] in ("permission", "gone") or delay is None or self._stopping.wait(delay):
+            if gone or failure[0] == "permission" or delay is None or self._stopping.wait(delay):
                 break
         if failure is not None:
             self.failure = failure
             self.emit(SamplerNote(time.time(), self.pid, *failure))
         return None
+
+    def _gone(self, seen: tuple[str, str] | None) -> tuple[str, str]:
+        """Why a process that ended before it was read was never sampled: what it was and how long it lived
+        (a shell or a compiler run by the workflow is no fault), and 'not a Python process' if py-spy said so."""
+        command = self.command if len(self.command) <= 60 else self.command[:59] + "…"
+        what = f"process {self.pid} ({command or 'command unknown'})"
+        lived = f"within {max(0.0, time.time() - self.born):.2f} s of starting" if self.born else "soon after it started"
+        if seen is not None and seen[0] == "not-python":
+            return "not-python", f"{what} is not a Python process; it exited {lived}"
+        return "gone", f"{what} exited before py-spy could read its stacks, {lived}"
 
     def _launch(self, quiet: bool = False) -> _Window:
         self._seq += 1
@@ -312,3 +330,18 @@ class StackSampler(Background):
             except FileNotFoundError:
                 pass
 
+
+def _command_of(pid: int) -> str:
+    """The command line of `pid`; '' if it cannot be read."""
+    try:
+        process = psutil.Process(pid)
+        return " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        return ""
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None

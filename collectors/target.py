@@ -93,11 +93,17 @@ class Target:
 
     @classmethod
     def attach(cls, pid: int) -> "Target":
+        if pid == os.getpid():
+            raise TargetError(f"process {pid} is gradetop itself")
         try:
             proc = psutil.Process(pid)
-            command = proc.cmdline()
+            # Before cmdline(): psutil raises ZombieProcess (a NoSuchProcess) for a zombie's.
             if proc.status() == psutil.STATUS_ZOMBIE:
-                raise TargetError(f"process {pid} has already exited (it is a zombie)")
+                raise TargetError(f"process {pid} has already exited (it is a zombie: its parent "
+                                  f"{proc.ppid()} has not reaped it)")
+            command = proc.cmdline()
+        except psutil.ZombieProcess:
+            raise TargetError(f"process {pid} has already exited (it is a zombie)") from None
         except psutil.NoSuchProcess:
             raise TargetError(f"no process with pid {pid}") from None
         except psutil.AccessDenied:

@@ -300,7 +300,7 @@ class Profile:
         if self.journal is not None:
             self.journal.notes.append(note)
         info = self.processes.get(note.pid)
-        if info is not None and note.kind in ("not-python", "permission", "error") and not info.sampled:
+        if info is not None and note.kind in ("not-python", "permission", "error", "gone") and not info.sampled:
             info.why_not_sampled = note.message
 
     # ---- derived views ----------------------------------------------------------

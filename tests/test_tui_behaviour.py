@@ -103,10 +103,11 @@ class Scenario:
         """Wait until `count` more pictures have been applied (not just computed); QUIET apps are ticked."""
         app = self.app
         for _ in range(count):
-            before = app.last_view
+            # A new Picture each time; its panels may be the same objects (a saved file's are computed once).
+            before = app.picture
             if app.refresh_s >= QUIET:
                 app.tick()
-            await self.wait_for(lambda: app.last_view is not before, what="a refresh")
+            await self.wait_for(lambda: app.picture is not before, what="a refresh")
 
     async def view_for_filter(self):
         """Wait until the picture on screen was computed for the app's current filter, and return it."""
@@ -248,9 +249,9 @@ def test_flame_keys_select_and_zoom_and_refresh_keeps_both():
         assert any(isinstance(m, FlameView.Selected) and m.node == target for m in s.seen)
 
         # A refresh replaces the picture; zoom and selection stay.
-        picture = app.last_view
+        picture = app.picture
         await s.refreshes(1)
-        assert app.last_view is not picture
+        assert app.picture is not picture
         assert flame.zoom == target and flame.selected == target
         assert s.detail().startswith(f"{frame.function} (")
 
@@ -274,10 +275,10 @@ def test_flame_zoom_and_selection_survive_live_refreshes():
         zoom, selected = flame.zoom, flame.selected
         assert zoom != ROOT and selected != zoom
         detail = s.detail()
-        picture = app.last_view
+        picture = app.picture
         # The timer refreshes every 0.1 s: wait for three pictures it made.
         await s.refreshes(3)
-        assert app.last_view is not picture
+        assert app.picture is not picture
         assert (flame.zoom, flame.selected) == (zoom, selected)
         assert flame._layout.rows[0][0].node == zoom
         assert s.detail() == detail

@@ -54,9 +54,9 @@ async def fresh_views(pilot, count: int = 2) -> None:
     """Refresh `count` times, as the timer would, each time waiting until the new picture is applied."""
     app = pilot.app
     for _ in range(count):
-        before = app.last_view
+        before = app.picture
         app.tick()
-        await wait_for(pilot, lambda: app.last_view is not None and app.last_view is not before, what="a refresh")
+        await wait_for(pilot, lambda: app.picture is not None and app.picture is not before, what="a refresh")
         await pilot.pause()
 
 

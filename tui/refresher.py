@@ -97,6 +97,9 @@ class Refresher:
         self._phases_at: float | None = 0.0
         """When phases were last computed; None once the run ended and they are final."""
         self._phases_cost = 0.0
+        self._kept: dict[tuple, object] = {}
+        """Panels of a source that never changes (a saved file), by what they depend on."""
+        self._kept_profile: Profile | None = None
         self.pictures = 0
 
     def start(self) -> "Refresher":
@@ -136,24 +139,42 @@ class Refresher:
     def picture(self, request: PictureRequest) -> Picture:
         """Every panel's data for `request`, from a frozen copy of the profile."""
         state = self.source.state()
-        profile = self.source.profile.freeze()
-        view = view_data(profile, request.filter)
-        timeline = timeline_data(profile, request.bins, by_thread=request.by_thread)
+        # A saved file never changes: its frozen profile, and each panel for what the panel depends on,
+        # are computed once (a 1000-deep recursion's picture took seconds, on every refresh, at 100% CPU).
+        fixed = not self.source.live
+        profile = self._kept_profile if fixed else None
+        if profile is None:
+            profile = self.source.profile.freeze()
+            self._kept_profile = profile if fixed else None
+        once = self._once if fixed else _now
+        f, bins, by_thread = request.filter, request.bins, request.by_thread
+        view = once(("view", f), lambda: view_data(profile, f))
+        timeline = once(("timeline", bins, by_thread), lambda: timeline_data(profile, bins, by_thread=by_thread))
         costs = self._phase_costs(profile, state.ended)
         phases = [c.phase for c in costs]
         return Picture(
             request=request,
             view=view,
             timeline=timeline,
-            phases=summarize(costs, profile.duration_s),
-            lanes=phase_lanes(phases, timeline.t0, timeline.t1, timeline.bins, request.phase_depth),
-            threads=thread_rows(profile),
+            phases=once(("phases",), lambda: summarize(costs, profile.duration_s)),
+            lanes=once(("lanes", bins, by_thread, request.phase_depth),
+                       lambda: phase_lanes(phases, timeline.t0, timeline.t1, timeline.bins, request.phase_depth)),
+            threads=once(("threads",), lambda: thread_rows(profile)),
             status=self._status(profile, state),
-            thread_choices=thread_choices(profile),
-            output=tuple(profile.output),
-            gpu=gpu_picture(profile, timeline.t0, timeline.t1, timeline.bins, costs),
-            rank_skew=rank_skew(profile, phases),
+            thread_choices=once(("choices",), lambda: thread_choices(profile)),
+            output=once(("output",), lambda: tuple(profile.output)),
+            gpu=once(("gpu", bins, by_thread),
+                     lambda: gpu_picture(profile, timeline.t0, timeline.t1, timeline.bins, costs)),
+            rank_skew=once(("skew",), lambda: rank_skew(profile, phases)),
         )
+
+    def _once(self, key: tuple, compute: Callable[[], object]) -> object:
+        """`compute()` the first time `key` is asked (a source that never changes); the last few keys kept."""
+        if key not in self._kept:
+            if len(self._kept) > 32:
+                self._kept.clear()  # many filters (time ranges, threads) were drawn: start afresh
+            self._kept[key] = compute()
+        return self._kept[key]
 
     def _phase_costs(self, profile: Profile, ended: bool) -> list[PhaseCost]:
         every = max(PHASES_EVERY_S, 10 * self._phases_cost)
@@ -172,6 +193,11 @@ class Refresher:
                       samples=profile.timeline.samples,
                       dropped=max(0, expected - ticks) if expected > ticks * 1.02 else 0,
                       writing_to=self.source.writing_to)
+
+
+def _now(key: tuple, compute: Callable[[], object]) -> object:
+    """`compute()` every time: a live source changes between pictures."""
+    return compute()
 
 
 def thread_choices(profile: Profile) -> tuple:
