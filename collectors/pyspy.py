@@ -1,4 +1,4 @@
-"""Talking to the py-spy binary: finding it, reading its speedscope files, rewording its errors.
+"""Talking to the py-spy binary: finding it, reading its Chrome trace files, rewording its errors.
 
 py-spy has no Python API and no live output (shared/design/PYSPY.md), so the
 samplers run it as a program. Its errors come with a Rust backtrace on
@@ -24,9 +24,7 @@ PTRACE_FIX = (
     "or allow it with sysctl kernel.yama.ptrace_scope=0"
 )
 
-_PROFILE_NAME = re.compile(r'^(?:Process (\d+) )?Thread (\d+)(?: "(.*)")?$')
 _THREAD_FRAME = re.compile(r"^thread \((\d+|0x[0-9a-fA-F]+)\)(?:: (.*))?$")
-_PROCESS_FRAME = re.compile(r'^process (\d+):"(.*)"$')
 
 
 class PySpyMissing(RuntimeError):
@@ -73,85 +71,91 @@ def explain_failure(stderr: str, pid: int) -> tuple[str, str]:
     return "error", f"py-spy could not sample process {pid}: {first}"
 
 
-def parse_speedscope(
+def parse_chrometrace(
     data: str | bytes,
     pid: int,
-    t_start: float,
+    t_first: float,
     t_end: float,
-    continuing: set[tuple[int, int]] = frozenset(),
-    tick_s: float | None = None,
-    stopped_at: float | None = None,
+    rate_hz: float,
+    t_from: float | None = None,
+    ticks: int | None = None,
     asked_hz: float = 0.0,
 ) -> StackBatch:
-    """A StackBatch from one window of `py-spy record -f speedscope --idle -t` on `pid`.
+    """A StackBatch from one window of `py-spy record -f chrometrace --idle -t` on `pid`, cut at `t_end`.
 
-    py-spy keeps every tick of every thread in order but no timestamps, and
-    its rate drifts; so a tick stands for (window wall time / ticks), and a
-    thread with fewer samples than the window's ticks is placed at the start
-    of the window if it was seen before (it ended) and at the end otherwise
-    (it began). With `tick_s` (the pace measured on an earlier window), the
-    window lasts ticks x tick_s at most: for a window whose end came late.
-
-    With `stopped_at` later than `t_end`, py-spy went on sampling after the
-    next window took over at `t_end`: the ticks past it duplicate the next
-    window's first ones, so only the share before `t_end` is kept.
+    py-spy writes a B or E event each time a thread's stack changes, with a
+    microsecond `ts` from its own start. Its first event is its first tick,
+    which it takes right after saying 'Sampling' (`t_first` on our clock):
+    so every change keeps the time it was seen at, good to a tick, and a
+    phase edge or a burst lands where it happened. Between two changes the
+    stack held; each stretch becomes samples of at most one tick (1/rate_hz)
+    at their middles, so a thread's samples add up to the wall time it was
+    seen. A thread's stretch that starts at the first tick reaches back to
+    `t_from` (the previous window's cut, when that is earlier), so windows
+    meet without a gap. `ticks` is what py-spy reports it sampled, where it
+    said (else the window at the asked rate).
     """
-    doc = json.loads(data)
-    shared = doc.get("shared", {}).get("frames", [])
-    profiles = doc.get("profiles", [])
-    ticks = max((len(p.get("samples", [])) for p in profiles), default=0)
-    if tick_s is not None and ticks:
-        t_end = min(t_end, t_start + ticks * tick_s)
-    kept_ticks = ticks
-    if stopped_at is not None and stopped_at > t_end > t_start and ticks:
-        kept_ticks = max(1, min(ticks, round(ticks * (t_end - t_start) / (stopped_at - t_start))))
-    span = max(t_end - t_start, 0.0)
-    dt = span / kept_ticks if kept_ticks else 0.0
-
-    # Frames py-spy adds for processes and threads become columns, not stack frames.
-    keep = np.ones(len(shared), dtype=bool)
+    events = json.loads(data) if data else []
+    tick = 1.0 / rate_hz if rate_hz > 0 else 0.01
+    start = min((e.get("ts", 0) for e in events), default=0)
+    t_from = t_first if t_from is None else min(t_from, t_first)
     frames: list[tuple[str, str, int]] = []
-    local: list[int] = []
-    commands: dict[int, str] = {}
-    thread_names: dict[int, str] = {}
-    for i, f in enumerate(shared):
-        name, file = f.get("name", ""), f.get("file") or ""
-        if not file:
-            m = _PROCESS_FRAME.match(name)
-            if m:
-                commands[int(m.group(1))] = m.group(2)
-                keep[i] = False
-                local.append(-1)
-                continue
-            m = _THREAD_FRAME.match(name)
-            if m:
-                if m.group(2) and not m.group(1).startswith("0x"):
-                    thread_names[int(m.group(1))] = m.group(2)
-                keep[i] = False
-                local.append(-1)
-                continue
-        local.append(len(frames))
-        frames.append((name, file, int(f.get("line") or 0)))
-
+    frame_index: dict[tuple[str, str, int], int] = {}
+    per_thread: dict[int, list[dict]] = {}
+    for e in events:
+        per_thread.setdefault(e.get("tid", 0), []).append(e)
     threads = []
-    for p in profiles:
-        m = _PROFILE_NAME.match(p.get("name", ""))
-        if not m:
+    for evs in per_thread.values():
+        evs.sort(key=lambda e: e.get("ts", 0))  # stable: B and E of one change keep their order
+        os_tid, name = None, ""
+        stack: list[int] = []
+        seen_at: list[float] = []
+        stacks: list[tuple[int, ...]] = []
+        i = 0
+        while i < len(evs):
+            ts = evs[i].get("ts", 0)
+            while i < len(evs) and evs[i].get("ts", 0) == ts:
+                e = evs[i]
+                i += 1
+                if e.get("ph") == "E":
+                    if stack:
+                        stack.pop()
+                    continue
+                args = e.get("args") or {}
+                func, file = e.get("name", ""), args.get("filename") or ""
+                if not file:
+                    m = _THREAD_FRAME.match(func)
+                    if m:
+                        if not m.group(1).startswith("0x"):
+                            os_tid = int(m.group(1))
+                        name = m.group(2) or name
+                        stack.append(-1)
+                        continue
+                key = (func, file, int(args.get("line") or 0))
+                index = frame_index.get(key)
+                if index is None:
+                    index = frame_index[key] = len(frames)
+                    frames.append(key)
+                stack.append(index)
+            seen_at.append(t_first + (ts - start) / 1e6)
+            stacks.append(tuple(f for f in stack if f >= 0))
+        if os_tid is None or not seen_at:
             continue
-        tid = int(m.group(2))
-        name = m.group(3) or thread_names.get(tid, "")
-        thread_pid = int(m.group(1)) if m.group(1) else pid
-        samples = p.get("samples", [])
-        n = len(samples)
-        if n == 0:
+        begins = np.array(seen_at, dtype=np.float64)
+        ends = np.r_[begins[1:], begins[-1]]
+        begins[begins <= t_first] = t_from
+        begins, ends = np.clip(begins, t_from, t_end), np.clip(ends, t_from, t_end)
+        keep = [k for k in range(len(stacks)) if stacks[k] and ends[k] - begins[k] > 1e-6]
+        if not keep:
             continue
-        offset = 0 if (thread_pid, tid) in continuing or n == ticks else ticks - n
-        n = max(0, min(n, kept_ticks - offset))
-        if n == 0:
-            continue
-        times = t_start + (np.arange(n) + offset + 0.5) * dt
-        stacks = [tuple(local[i] for i in s if keep[i]) for s in samples[:n]]
-        threads.append(
-            ThreadSamples(thread_pid, tid, name, times, np.full(n, dt, dtype=np.float32), stacks)
-        )
-    return StackBatch(pid, t_start, t_end, kept_ticks, frames, threads, commands, asked_hz)
+        spans = ends[keep] - begins[keep]
+        counts = np.maximum(1, np.ceil(spans / tick - 1e-6)).astype(np.int64)
+        step = spans / counts
+        segment = np.repeat(np.arange(len(keep)), counts)
+        within = np.arange(len(segment)) - np.repeat(np.cumsum(counts) - counts, counts)
+        times = begins[keep][segment] + (within + 0.5) * step[segment]
+        threads.append(ThreadSamples(pid, os_tid, name, times, step[segment].astype(np.float32),
+                                     [stacks[keep[s]] for s in segment]))
+    if ticks is None:
+        ticks = int(round(max(t_end - t_from, 0.0) * rate_hz))
+    return StackBatch(pid, t_from, max(t_end, t_from), ticks, frames, threads, {}, asked_hz)

@@ -27,6 +27,7 @@ thread 100 times a second, which slows many-threaded torch jobs 5-15x.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,7 +41,7 @@ import psutil
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.procfs import process_cpu_s
-from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_speedscope
+from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_chrometrace
 from gradetop.model.records import SamplerNote
 
 ORPHAN_LIMIT_S = 3
@@ -53,6 +54,8 @@ START_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 """A young interpreter is not readable at once (PYSPY.md): retry before saying 'not Python'."""
+_TRACES = re.compile(r"Samples: (\d+)")
+_THREAD_IDS = re.compile(rb'"thread \((\d+|0x[0-9a-fA-F]+)\)')
 WAKE_CHECK_S = 0.05
 """How often a quiet window asks the kernel whether its process runs again."""
 WAKE_SPAN_S = 0.5
@@ -86,7 +89,8 @@ class StackOptions:
         # waits for (a `with lock:` leaves no frame of its own), and the flame shows where in a
         # function the time goes. Function-level views merge a function's lines.
         rate = max(1, int(round(rate_hz or self.rate_hz)))
-        args = ["record", "-f", "speedscope", "--idle", "-t", "-r", str(rate), "-d", str(ORPHAN_LIMIT_S)]
+        # Chrome trace: each stack change with the time py-spy saw it (speedscope has no times).
+        args = ["record", "-f", "chrometrace", "--idle", "-t", "-r", str(rate), "-d", str(ORPHAN_LIMIT_S)]
         if self.native:
             args.append("-n")
         if not self.blocking:
@@ -106,7 +110,12 @@ class _Window:
     stopped: threading.Event = field(default_factory=threading.Event)
     t_launch: float = 0.0
     t_start: float = 0.0
+    """When py-spy said it was sampling: its first tick, on our clock."""
+    t_from: float = 0.0
+    """Where this window's samples begin: its first tick, or earlier where a quiet window handed over."""
     t_end: float = 0.0
+    traces: int | None = None
+    """Stack traces py-spy says it took, all threads together."""
 
 
 class StackSampler(Background):
@@ -165,8 +174,8 @@ class StackSampler(Background):
                 if self._woke is not None and self._woke < upcoming.t_start:
                     # The quiet window's few samples saw the stack it slept in; what the process did
                     # since it woke is the new window's: its first samples stand for that time too.
-                    upcoming.t_start = max(self._woke, current.t_start)
-                self._finish(current, upcoming.t_start)
+                    upcoming.t_from = max(self._woke, current.t_start)
+                self._finish(current, upcoming.t_from)
                 current = upcoming
                 continue
             # The next window could not start: the target is gone or stopping.
@@ -265,11 +274,13 @@ class StackSampler(Background):
             for raw in out:
                 line = raw.decode(errors="replace")
                 if "Sampling process" in line and not window.started.is_set():
-                    window.t_start = time.time()
+                    window.t_start = window.t_from = time.time()
                     window.started.set()
                 elif "Stopped sampling" in line:
                     window.t_end = time.time()
                     window.stopped.set()
+                elif (found := _TRACES.search(line)) is not None:
+                    window.traces = int(found.group(1))
         window.stopped.set()
 
     def _finish(self, window: _Window, t_cut: float) -> None:
@@ -294,14 +305,19 @@ class StackSampler(Background):
         except FileNotFoundError:
             data = b""
         if data:
-            # A window that ended because its process did: py-spy takes a while to notice, so
-            # its end comes late; pace its ticks as the last full window measured them instead.
-            tick_s = self._tick_s.get(window.rate_hz) if ended_itself else None
-            batch = parse_speedscope(data, self.pid, window.t_start, t_end, self._seen, tick_s,
-                                     stopped_at=None if ended_itself else stopped_at, asked_hz=window.rate_hz)
-            if not ended_itself and batch.ticks:
-                self._tick_s[window.rate_hz] = (batch.t_end - batch.t_start) / batch.ticks
-            self._seen = {(ts.pid, ts.tid) for ts in batch.threads}
+            # py-spy counts traces: one per thread per tick.
+            threads = len(set(_THREAD_IDS.findall(data))) or 1
+            ticks = window.traces / threads if window.traces else None
+            pace = self._tick_s.get(window.rate_hz)
+            if ended_itself and ticks and pace:
+                # Its process ended: py-spy takes a while to notice, and closes its stacks then.
+                # The ticks it took, at the pace of the last full window, say when it ended.
+                t_end = min(t_end, window.t_start + ticks * pace)
+            elif ticks and stopped_at > window.t_start:
+                self._tick_s[window.rate_hz] = (stopped_at - window.t_start) / ticks
+            kept = (t_end - window.t_start) / max(stopped_at - window.t_start, 1e-9)
+            batch = parse_chrometrace(data, self.pid, window.t_start, t_end, window.rate_hz, window.t_from,
+                                      int(round(ticks * min(1.0, kept))) if ticks else None, window.rate_hz)
             self.windows += 1
             self.quiet_windows += window.quiet
             self.emit(batch)

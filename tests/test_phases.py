@@ -96,11 +96,12 @@ def assert_near(measured: float, truth: float, what: str, slack: float = 0.0) ->
 def sample_time_slack() -> float:
     """Extra seconds allowed to edges taken from samples, on an oversubscribed machine only.
 
-    py-spy gives no timestamps: the collector spreads a window's ticks evenly
-    over its wall time (collectors/pyspy.parse_speedscope), and when py-spy
-    itself waits for a CPU, samples bunch and their times drift by tens of
-    ms. Measured on 2 cores at load average 10-12: edges within 75 ms of the
-    truth in 13 of 14 runs, once 110 ms. A quiet machine gets no slack.
+    py-spy stamps each stack change with its own clock
+    (collectors/pyspy.parse_chrometrace), but when py-spy itself waits for a
+    CPU its ticks come late, and so do the changes it sees. Measured (with
+    evenly spread ticks, before the stamps) on 2 cores at load average
+    10-12: edges within 75 ms of the truth in 13 of 14 runs, once 110 ms.
+    A quiet machine gets no slack.
     """
     try:
         per_cpu = os.getloadavg()[0] / (os.cpu_count() or 1)

@@ -48,7 +48,7 @@ def lead(proc):
 
 
 if __name__ == "__main__":
-    time.sleep(0.3)  # let the monitor attach first
+    time.sleep(1.0)  # let the monitor start first (it starts about 0.5 s after the command)
     truth = sys.argv[sys.argv.index("--truth") + 1] if "--truth" in sys.argv else None
     proc = multiprocessing.get_context("fork").Process(target=child, args=(truth,), name="quiet-child")
     proc.start()

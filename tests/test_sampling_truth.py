@@ -1,0 +1,80 @@
+"""Active time per function on duty-cycle loops, and phase edges, against the truth the workload measured itself.
+
+A thread that runs 5 ms and sleeps 45 ms must have its CPU on the 5 ms
+function: py-spy's own per-sample activity says which stack ran, the kernel
+counters only say how much (collectors/stacks.py, model/profile.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import WORKLOADS, gradetop
+from gradetop.model.snapshot import load
+
+pytestmark = pytest.mark.attach
+
+
+def functions(path) -> dict[str, float]:
+    report = json.loads(gradetop("report", str(path), "--json").stdout)
+    return {f["function"]: f["total_s"] for f in report["functions"]}
+
+
+def within(measured: float, truth: float, rel: float = 0.10) -> bool:
+    return abs(measured - truth) <= rel * truth
+
+
+def sleep_truth(thread: dict) -> float:
+    """The most a sleep can be active: its CPU plus its waking late (runnable, or waiting for the GIL).
+
+    Before the fix, a 45 ms sleep got 9x the CPU of the 5 ms burst beside it (PYSPY.md).
+    """
+    return thread["nap"] + thread["late"]
+
+
+def test_duty_cycle_active_time_goes_to_the_busy_function(tmp_path, ptrace):
+    out, truth_file = tmp_path / "duty.gtop", tmp_path / "truth.json"
+    result = gradetop("record", "-o", str(out), "--", "python", str(WORKLOADS / "duty.py"), "8", str(truth_file))
+    assert result.returncode == 0, result.stderr
+    truth = json.loads(truth_file.read_text())["main"]
+    funcs = functions(out)
+    assert within(funcs["crunch"], truth["crunch"]), (funcs.get("crunch"), funcs.get("nap"), truth)
+    assert funcs.get("nap", 0.0) <= sleep_truth(truth) + 0.10 * truth["crunch"], (funcs.get("nap"), truth)
+
+
+def test_two_threads_of_different_duty_cycles_each_get_their_own_busy_time(tmp_path, ptrace):
+    out, truth_file = tmp_path / "duty2.gtop", tmp_path / "truth.json"
+    result = gradetop("record", "-o", str(out), "--", "python", str(WORKLOADS / "duty.py"), "8", str(truth_file),
+                      "--second")
+    assert result.returncode == 0, result.stderr
+    truth = json.loads(truth_file.read_text())
+    funcs = functions(out)
+    # crunch_slow calls crunch: crunch's total is both threads' busy time.
+    assert within(funcs["crunch_slow"], truth["slow"]["crunch"]), (funcs, truth)
+    assert within(funcs["crunch"], truth["slow"]["crunch"] + truth["main"]["crunch"]), (funcs, truth)
+    main_nap = funcs.get("nap", 0.0) - funcs.get("nap_slow", 0.0)
+    assert main_nap <= sleep_truth(truth["main"]) + 0.10 * truth["main"]["crunch"], (funcs, truth)
+    assert funcs.get("nap_slow", 0.0) <= sleep_truth(truth["slow"]) + 0.10 * truth["slow"]["crunch"], (funcs, truth)
+
+
+def test_a_phase_edge_lands_where_the_marker_says(tmp_path, ptrace):
+    out, truth_file = tmp_path / "edge.gtop", tmp_path / "truth.json"
+    rate = 200
+    result = gradetop("record", "--rate", str(rate), "-o", str(out), "--", "python", str(WORKLOADS / "duty.py"),
+                      "1", str(truth_file), "--phase")
+    assert result.returncode == 0, result.stderr
+    profile = load(out)
+    marker = next(m for m in profile.marks if m.kind == "B" and m.name == "edge")
+    tl = profile.timeline
+    t, w, stack = tl.t[:], tl.w[:], tl.stack[:]
+    hit = np.array([any(f.function == "after_edge" for f in profile.stacks.frames_of(int(s))) for s in stack])
+    assert hit.any()
+    first = int(np.argmin(np.where(hit, t, np.inf)))
+    edge = t[first] - w[first] / 2
+    tick = 1.0 / rate
+    # py-spy's ticks come at random (exponential) intervals of mean `tick`: the first sample after the
+    # marker is on average one tick late; before the marker it must never be.
+    assert marker.t - tick <= edge <= marker.t + 4 * tick, (edge - marker.t, tick)
