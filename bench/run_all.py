@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -82,22 +83,44 @@ class Row:
 def run_script(key: str, script: str, args: list[str], logs: str, timeout_s: float) -> Output:
     cmd = [sys.executable, os.path.join(HERE, script), *args]
     started = time.perf_counter()
-    print(f"  {key}: {script} {' '.join(args)}", end=" ... ", flush=True)
+    print(f"  {key}: {' '.join([script, *args])}", end=" ... ", flush=True)
     foreign = ForeignLoad()  # measured here for every script alike: not all of them print it
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-        out = Output(key, cmd, proc.stdout, proc.stderr, proc.returncode, time.perf_counter() - started)
-    except subprocess.TimeoutExpired as exc:
-        text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
-        out = Output(key, cmd, text(exc.stdout), text(exc.stderr), None, time.perf_counter() - started,
-                     failure=f"ran past its {timeout_s:.0f} s limit and was stopped")
+        # Its own session, so that a script past its limit is stopped with everything it started (py-spy, workloads).
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
     except OSError as exc:
         out = Output(key, cmd, "", str(exc), None, 0.0, failure=f"could not start ({exc})")
+    else:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+            out = Output(key, cmd, stdout, stderr, proc.returncode, time.perf_counter() - started)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = stop_group(proc)
+            out = Output(key, cmd, stdout, stderr, None, time.perf_counter() - started,
+                         failure=f"ran past its {timeout_s:.0f} s limit and was stopped")
+        except KeyboardInterrupt:
+            stop_group(proc)
+            raise
     out.load = foreign.summary()
     save(out, logs)
     print(f"{out.seconds:.0f} s" + (f", exit {out.rc}" if out.rc else "") + (f", {out.failure}" if out.failure else ""),
           flush=True)
     return out
+
+
+def stop_group(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM to the script's whole process group, SIGKILL 5 s later if needed; what it printed until then."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            return proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.communicate()
 
 
 def save(out: Output, logs: str) -> None:
@@ -178,9 +201,10 @@ def table(out: dict[str, Output], quick: bool) -> list[Row]:
         if m is None:
             rows.append(Row(figure, out[key].why_not(pattern), goal))
         else:
-            # A script that printed its figures but exited non-zero had a run or a report fail: say so beside them.
-            failed = f" (but {out[key].script} exited {out[key].rc})"
-            rows.append(Row(figure, show(m) + (failed if out[key].rc else ""), goal, judge(m) if judge else ""))
+            # A script that printed its figures but then failed (a run or a report, or it timed out): say so beside them.
+            o = out[key]
+            failed = f" (but {o.script} {o.failure or f'exited {o.rc}'})" if o.rc or o.failure else ""
+            rows.append(Row(figure, show(m) + failed, goal, judge(m) if judge else ""))
 
     # bench_overhead.py: "  b/c   1.050  [0.920-1.140]   gradetop / py-spy nonblocking"
     ratio = r"^\s+{}\s+([\d.]+)\s+\[([\d.]+)-([\d.]+)\]"
