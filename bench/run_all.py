@@ -1,7 +1,7 @@
 """Every benchmark in one run, and one table of the figures issue 12 asks for, each beside its goal.
 
-    python bench/run_all.py --quick            # the scripts' quick modes: about 5-6 minutes on 2 cores
-    python bench/run_all.py                    # their default modes: about 15 minutes
+    python bench/run_all.py --quick            # the scripts' quick modes: about 4 minutes on 2 cores
+    python bench/run_all.py                    # their default modes: about 12 minutes
     python bench/run_all.py --from-logs DIR    # the table again from a run's kept outputs; runs nothing
 
 Runs, one after the other (never side by side: they would measure each other):
@@ -292,7 +292,7 @@ def report_load(out: dict[str, Output], keys: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every script's quick mode: about 5-6 minutes")
+    parser.add_argument("--quick", action="store_true", help="every script's quick mode: about 4 minutes")
     parser.add_argument("--from-logs", metavar="DIR", help="print the table from the outputs kept in DIR; run nothing")
     args = parser.parse_args(argv)
     keys = [key for key, _, _ in steps(args.quick)] + ["startup"]
