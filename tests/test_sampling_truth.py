@@ -1,8 +1,13 @@
 """Active time per function on duty-cycle loops, and phase edges, against the truth the workload measured itself.
 
 A thread that runs 5 ms and sleeps 45 ms must have its CPU on the 5 ms
-function: py-spy's own per-sample activity says which stack ran, the kernel
-counters only say how much (collectors/stacks.py, model/profile.py).
+function. It does not yet (issue 12): a sample's activity is its thread's
+kernel counter (read at 10 Hz) spread over the samples between two
+readings, so the burst's CPU lands on the sleep beside it. py-spy knows per
+sample whether a thread ran, but that flag reaches none of its output
+files: it only drops idle samples when --idle is off, and then the waiting
+stacks the phases need are gone. Those two tests are strict xfails: they
+say the gap and will say when it closes.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def sleep_truth(thread: dict) -> float:
     return thread["nap"] + thread["late"]
 
 
+@pytest.mark.xfail(strict=True, reason="activity per sample is the kernel's 10 Hz counter spread over the samples "
+                   "between readings, not py-spy's own per-sample flag (issue 12)")
 def test_duty_cycle_active_time_goes_to_the_busy_function(tmp_path, ptrace):
     out, truth_file = tmp_path / "duty.gtop", tmp_path / "truth.json"
     result = gradetop("record", "-o", str(out), "--", "python", str(WORKLOADS / "duty.py"), "8", str(truth_file))
@@ -45,6 +52,8 @@ def test_duty_cycle_active_time_goes_to_the_busy_function(tmp_path, ptrace):
     assert funcs.get("nap", 0.0) <= sleep_truth(truth) + 0.10 * truth["crunch"], (funcs.get("nap"), truth)
 
 
+@pytest.mark.xfail(strict=True, reason="activity per sample is the kernel's 10 Hz counter spread over the samples "
+                   "between readings, not py-spy's own per-sample flag (issue 12)")
 def test_two_threads_of_different_duty_cycles_each_get_their_own_busy_time(tmp_path, ptrace):
     out, truth_file = tmp_path / "duty2.gtop", tmp_path / "truth.json"
     result = gradetop("record", "-o", str(out), "--", "python", str(WORKLOADS / "duty.py"), "8", str(truth_file),
