@@ -16,7 +16,7 @@ measured in bench/), so a child that hardly runs (a DataLoader or pool
 worker waiting for its next task) is sampled at a tenth of the rate in
 longer windows: its kernel counters say it did not run, so its stack could
 barely change, and each of its samples stands for a longer slice of its wall
-time. It is back at the full rate in the window after its counters move.
+time. Within about 0.1 s of running again it is back at the full rate.
 The process we were asked to watch is always sampled at the full rate: its
 phases need the resolution.
 
@@ -134,7 +134,6 @@ class StackSampler(Background):
         self.born = born or _start_time(pid)
         self._tmp = scratch.new_folder("windows")
         self._seq = 0
-        self._seen: set[tuple[int, int]] = set()
         self._tick_s: dict[float, float] = {}
         """Seconds per tick, per asked rate, in the last window we ended ourselves (py-spy's real pace)."""
         self._woke: float | None = None
