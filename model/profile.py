@@ -29,6 +29,7 @@ from gradetop.model.records import (
     ResourceBatch,
     SamplerNote,
     StackBatch,
+    ThreadSamples,
 )
 from gradetop.model.series import PROCESS_COLUMNS, THREAD_COLUMNS, Series
 from gradetop.model.stacks import StackTable
@@ -161,30 +162,26 @@ class Profile:
                 raise TypeError(f"not a collector record: {type(record).__name__}")
 
     def _ingest_stacks(self, batch: StackBatch) -> None:
-        local_to_global = np.fromiter(
-            (self.frames.intern(func, file, line) for func, file, line in batch.frames),
-            dtype=np.int64,
-            count=len(batch.frames),
-        )
+        intern = self.frames.intern
+        local_to_global = [intern(func, file, line) for func, file, line in batch.frames]
         nodes_of: dict[tuple[int, ...], int] = {}
+        parts: list[tuple[ThreadSamples, np.ndarray, np.ndarray]] = []
         for ts in batch.threads:
             if len(ts.times) == 0:
                 continue
+            # A thread's samples repeat a few stack objects (a stretch of one stack, a cached tuple):
+            # look each object up once by identity, not by hashing its frames every sample.
+            by_object: dict[int, int] = {}
             nodes = np.empty(len(ts.stacks), dtype=np.int32)
             for i, local in enumerate(ts.stacks):
-                node = nodes_of.get(local)
+                node = by_object.get(id(local))
                 if node is None:
-                    node = self.stacks.intern(local_to_global[list(local)] if local else ())
-                    nodes_of[local] = node
+                    node = nodes_of.get(local)
+                    if node is None:
+                        node = nodes_of[local] = self.stacks.intern_path(tuple([local_to_global[f] for f in local]))
+                    by_object[id(local)] = node
                 nodes[i] = node
-            active = self._active_seconds(ts.pid, ts.tid, ts.times, ts.weights)
-            count = len(nodes)
-            rows = {"t": ts.times, "w": ts.weights, "active": active, "n": np.ones(count, dtype=np.uint32),
-                    "stack": nodes, "pid": np.full(count, ts.pid, dtype=np.int32),
-                    "tid": np.full(count, ts.tid, dtype=np.int32), "flags": np.zeros(count, dtype=np.uint8)}
-            self.timeline.append(**rows)
-            if self.journal is not None:
-                self.journal.samples.append(rows)
+            parts.append((ts, nodes, self._active_seconds(ts.pid, ts.tid, ts.times, ts.weights)))
             key = (ts.pid, ts.tid)
             if key not in self.threads or (ts.name and self.threads[key].name != ts.name):
                 self.threads[key] = ThreadInfo(ts.pid, ts.tid, ts.name)
@@ -195,6 +192,20 @@ class Profile:
             if not proc.sampled:
                 proc.sampled = True
                 proc.why_not_sampled = ""
+        if parts:
+            # One append for the whole window, threads one after the other: the columns grow once.
+            counts = [len(nodes) for _, nodes, _ in parts]
+            rows = {"t": np.concatenate([ts.times for ts, _, _ in parts]),
+                    "w": np.concatenate([ts.weights for ts, _, _ in parts]),
+                    "active": np.concatenate([active for _, _, active in parts]),
+                    "n": np.ones(sum(counts), dtype=np.uint32),
+                    "stack": np.concatenate([nodes for _, nodes, _ in parts]),
+                    "pid": np.repeat(np.array([ts.pid for ts, _, _ in parts], dtype=np.int32), counts),
+                    "tid": np.repeat(np.array([ts.tid for ts, _, _ in parts], dtype=np.int32), counts),
+                    "flags": np.zeros(sum(counts), dtype=np.uint8)}
+            self.timeline.append(**rows)
+            if self.journal is not None:
+                self.journal.samples.append(rows)
         proc = self.processes.get(batch.pid)
         if proc is not None:
             span = max(0.0, batch.t_end - batch.t_start)

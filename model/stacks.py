@@ -105,6 +105,8 @@ class StackTable:
         # is already inside the ancestor's, so function totals skip it.
         self.recursive = GrowableArray(np.bool_)
         self._children: dict[tuple[int, int], int] = {}
+        self._paths: dict[tuple[int, ...], int] = {}
+        """Whole stacks seen before -> node: one lookup where the trie takes one per frame."""
         self.parent.append(-1)
         self.frame.append(-1)
         self.depth.append(0)
@@ -120,6 +122,7 @@ class StackTable:
         for name in ("parent", "frame", "depth", "recursive"):
             setattr(copy, name, getattr(self, name).frozen())
         copy._children = {}
+        copy._paths = {}
         return copy
 
     def intern(self, frame_ids) -> int:
@@ -132,6 +135,13 @@ class StackTable:
             if child is None:
                 child = self.add_node(node, int(fid))
             node = child
+        return node
+
+    def intern_path(self, path: tuple[int, ...]) -> int:
+        """`intern` of a tuple of frame ids, remembered: a job shows the same few hundred stacks all day."""
+        node = self._paths.get(path)
+        if node is None:
+            node = self._paths[path] = self.intern(path)
         return node
 
     def child(self, parent: int, fid: int) -> int:
