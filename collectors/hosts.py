@@ -5,7 +5,7 @@ For host k of N, one ssh connection carries everything:
     ssh -o BatchMode=yes [-p PORT] -L LOCAL:127.0.0.1:REMOTE HOST sh -c '...
         export NODE_RANK=k NNODES=N MASTER_ADDR=<first host>
         nohup gradetop agent --listen 127.0.0.1:REMOTE -- CMD > LOG 2>&1 &
-        tail -f --pid=$! LOG; wait $!'
+        tail -f --pid=$! LOG; wait $!; rm -f LOG'
 
 The agent listens on the remote loopback only and its stream comes back
 inside the SSH connection (no token, nothing reachable from the network).
@@ -14,7 +14,8 @@ It runs under nohup with its output in a remote log file, so that leaving
 go on, and the user re-opens the tunnel and attaches. Stopping sends SIGINT
 to each agent (a second `ssh HOST kill -INT PID`), which stops its command
 as `record` does, then sends the last of the stream and exits, and with it
-the connection.
+the connection. The log goes with the agent when the connection lasts
+that long (all of it came over ssh); one left behind is named when leaving.
 
 The ssh command itself is `ssh`, or what GRADETOP_SSH says (split as a
 shell would: `ssh -F ~/.ssh/cluster_config`, `ssh -i key -o ...`); options
@@ -142,7 +143,8 @@ def remote_script(gradetop: str, remote_port: int, command: list[str], rank: int
         f"nohup {' '.join(q(a) for a in agent)} </dev/null >\"$log\" 2>&1 & pid=$!",
         f'echo "{MARK} pid $pid log $log"',
         'tail -n +1 -f --pid=$pid "$log"',
-        "wait $pid",
+        # Everything in the log came over ssh: it stays on the host only if ssh goes before the agent.
+        'wait $pid; rc=$?; rm -f "$log"; exit $rc',
     ])
 
 

@@ -375,13 +375,22 @@ def test_run_hosts_leave_running_says_how_to_reattach_and_that_works(sshd, tmux,
             t.wait(10)
         import psutil
 
-        # Both "hosts" are this machine: stop the agents we left (SIGINT stops their jobs).
+        # Both "hosts" are this machine: stop the agents we left (SIGINT stops their jobs), and remove
+        # the logs they write on their "host" (left behind by design when the connection goes first).
+        logs = []
         for p in psutil.process_iter(["cmdline"]):
             cmd = " ".join(p.info["cmdline"] or [])
             if " agent --listen 127.0.0.1:" in cmd and str(job) in cmd:
+                try:
+                    logs.append(os.readlink(f"/proc/{p.pid}/fd/1"))
+                except OSError:
+                    pass
                 p.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 30
         while job_processes(str(job)) and time.monotonic() < deadline:
             time.sleep(0.2)
         for p in job_processes(str(job)):
             p.kill()
+        for log in logs:
+            if os.path.basename(log).startswith("gradetop-agent."):
+                os.unlink(log)
