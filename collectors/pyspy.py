@@ -78,7 +78,7 @@ def parse_chrometrace(
     t_end: float,
     rate_hz: float,
     t_from: float | None = None,
-    ticks: int | None = None,
+    traces: int | None = None,
     asked_hz: float = 0.0,
 ) -> StackBatch:
     """A StackBatch from one window of `py-spy record -f chrometrace --idle -t` on `pid`, cut at `t_end`.
@@ -92,8 +92,11 @@ def parse_chrometrace(
     at their middles, so a thread's samples add up to the wall time it was
     seen. A thread's stretch that starts at the first tick reaches back to
     `t_from` (the previous window's cut, when that is earlier), so windows
-    meet without a gap. `ticks` is what py-spy reports it sampled, where it
-    said (else the window at the asked rate).
+    meet without a gap.
+
+    The batch's ticks are what py-spy says it sampled (`traces`: one per
+    thread per tick), over the threads it saw for as long as it saw each,
+    in the part kept; else the kept part at the asked rate.
     """
     events = json.loads(data) if data else []
     tick = 1.0 / rate_hz if rate_hz > 0 else 0.01
@@ -105,6 +108,7 @@ def parse_chrometrace(
     for e in events:
         per_thread.setdefault(e.get("tid", 0), []).append(e)
     threads = []
+    seen_s = 0.0
     for evs in per_thread.values():
         evs.sort(key=lambda e: e.get("ts", 0))  # stable: B and E of one change keep their order
         os_tid, name = None, ""
@@ -141,6 +145,7 @@ def parse_chrometrace(
             stacks.append(tuple(f for f in stack if f >= 0))
         if os_tid is None or not seen_at:
             continue
+        seen_s += seen_at[-1] - seen_at[0]
         begins = np.array(seen_at, dtype=np.float64)
         ends = np.r_[begins[1:], begins[-1]]
         begins[begins <= t_first] = t_from
@@ -156,6 +161,9 @@ def parse_chrometrace(
         times = begins[keep][segment] + (within + 0.5) * step[segment]
         threads.append(ThreadSamples(pid, os_tid, name, times, step[segment].astype(np.float32),
                                      [stacks[keep[s]] for s in segment]))
-    if ticks is None:
+    span = (max((e.get("ts", 0) for e in events), default=start) - start) / 1e6
+    if traces and seen_s > 0 and span > 0:
+        ticks = int(round(traces / (seen_s / span) * min(1.0, max(t_end - t_first, 0.0) / span)))
+    else:
         ticks = int(round(max(t_end - t_from, 0.0) * rate_hz))
     return StackBatch(pid, t_from, max(t_end, t_from), ticks, frames, threads, {}, asked_hz)

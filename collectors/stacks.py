@@ -55,7 +55,6 @@ FLUSH_TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 """A young interpreter is not readable at once (PYSPY.md): retry before saying 'not Python'."""
 _TRACES = re.compile(r"Samples: (\d+)")
-_THREAD_IDS = re.compile(rb'"thread \((\d+|0x[0-9a-fA-F]+)\)')
 WAKE_CHECK_S = 0.05
 """How often a quiet window asks the kernel whether its process runs again."""
 WAKE_SPAN_S = 0.5
@@ -234,16 +233,22 @@ class StackSampler(Background):
             self._discard(window)
             if gone or failure[0] == "permission" or delay is None or self._stopping.wait(delay):
                 break
+        if failure is not None and failure[0] == "not-python":
+            # Still running: name it, as for one that ended (a shell or a compiler is no fault).
+            failure = ("not-python", failure[1].replace(f"process {self.pid} ", f"{self._what()} ", 1))
         if failure is not None:
             self.failure = failure
             self.emit(SamplerNote(time.time(), self.pid, *failure))
         return None
 
+    def _what(self) -> str:
+        command = self.command if len(self.command) <= 60 else self.command[:59] + "…"
+        return f"process {self.pid} ({command or 'command unknown'})"
+
     def _gone(self, seen: tuple[str, str] | None) -> tuple[str, str]:
         """Why a process that ended before it was read was never sampled: what it was and how long it lived
         (a shell or a compiler run by the workflow is no fault), and 'not a Python process' if py-spy said so."""
-        command = self.command if len(self.command) <= 60 else self.command[:59] + "…"
-        what = f"process {self.pid} ({command or 'command unknown'})"
+        what = self._what()
         lived = f"within {max(0.0, time.time() - self.born):.2f} s of starting" if self.born else "soon after it started"
         if seen is not None and seen[0] == "not-python":
             return "not-python", f"{what} is not a Python process; it exited {lived}"
@@ -304,19 +309,20 @@ class StackSampler(Background):
         except FileNotFoundError:
             data = b""
         if data:
-            # py-spy counts traces: one per thread per tick.
-            threads = len(set(_THREAD_IDS.findall(data))) or 1
-            ticks = window.traces / threads if window.traces else None
+            def parse(until: float):
+                return parse_chrometrace(data, self.pid, window.t_start, until, window.rate_hz, window.t_from,
+                                         window.traces, window.rate_hz)
+
+            batch = parse(t_end)
             pace = self._tick_s.get(window.rate_hz)
-            if ended_itself and ticks and pace:
+            if ended_itself and pace and batch.ticks:
                 # Its process ended: py-spy takes a while to notice, and closes its stacks then.
                 # The ticks it took, at the pace of the last full window, say when it ended.
-                t_end = min(t_end, window.t_start + ticks * pace)
-            elif ticks and stopped_at > window.t_start:
-                self._tick_s[window.rate_hz] = (stopped_at - window.t_start) / ticks
-            kept = (t_end - window.t_start) / max(stopped_at - window.t_start, 1e-9)
-            batch = parse_chrometrace(data, self.pid, window.t_start, t_end, window.rate_hz, window.t_from,
-                                      int(round(ticks * min(1.0, kept))) if ticks else None, window.rate_hz)
+                ended = window.t_start + batch.ticks * pace
+                if ended < t_end:
+                    batch = parse(ended)
+            elif not ended_itself and batch.ticks and t_end > window.t_start:
+                self._tick_s[window.rate_hz] = (t_end - window.t_start) / batch.ticks
             self.windows += 1
             self.quiet_windows += window.quiet
             self.emit(batch)
