@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
+import psutil
 import pytest
 
-from conftest import gradetop
+from conftest import WORKLOADS, gradetop
 from gradetop.model.snapshot import load
 
 SPIN_CHILD = textwrap.dedent("""
@@ -81,3 +84,120 @@ def test_a_reused_pid_is_a_new_process(tmp_path, ptrace):
         nodes = set(columns["stack"][columns["pid"] == row["pid"]].tolist())
         names = {f.function for node in nodes for f in profile.stacks.frames_of(int(node))}
         assert own in names and other not in names, (row, names)
+
+
+# ---- the live screen in a real terminal (tmux, on a server of our own) -------------------
+
+GRADETOP = str(Path(sys.executable).parent / "gradetop")
+
+
+class Tmux:
+    """One tmux session on a server socket of its own (`tmux -L`): never the user's default server."""
+
+    def __init__(self, socket: str, width: int = 80, height: int = 24) -> None:
+        self.socket, self.name = socket, "gradetop"
+        self.width, self.height = width, height
+
+    def tmux(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check,
+                              env={**os.environ, "TERM": "xterm-256color"}, stdin=subprocess.DEVNULL)
+
+    def start(self, command: str) -> None:
+        self.tmux("new-session", "-d", "-s", self.name, "-x", str(self.width), "-y", str(self.height),
+                  f"{command}; echo GRADETOP-EXIT=$?; sleep 60", check=True)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.name).stdout
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", self.name, *keys, check=True)
+
+    def show(self, fmt: str) -> str:
+        return self.tmux("display", "-p", "-t", self.name, fmt).stdout.strip()
+
+    def resize(self, width: int, height: int) -> None:
+        self.tmux("resize-window", "-t", self.name, "-x", str(width), "-y", str(height), check=True)
+
+    def wait_for(self, *texts: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if all(text in screen for text in texts):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{texts!r} never all appeared; screen was:\n{self.screen()}")
+
+    def gradetop_pid(self, timeout: float = 10.0) -> int:
+        shell = psutil.Process(int(self.show("#{pane_pid}")))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in shell.children(recursive=True):
+                if "gradetop" in " ".join(child.cmdline()[:2]):
+                    return child.pid
+            time.sleep(0.1)
+        raise AssertionError("no gradetop in the pane")
+
+    def kill_server(self) -> None:
+        self.tmux("kill-server")
+
+
+@pytest.fixture
+def tmux(ptrace, request):
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (.ci/run installs it)")
+    session = Tmux(f"gradetop-faults-{os.getpid()}-{request.node.name[:40]}")
+    yield session
+    session.kill_server()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.attach
+def test_run_survives_a_40x10_terminal_and_comes_back_whole(tmux, tmp_path):
+    tmux.start(f"cd '{tmp_path}' && {GRADETOP} run -- '{sys.executable}' '{WORKLOADS / 'busy_forever.py'}'")
+    tmux.wait_for("crunch", "RUNNING")
+    pid = tmux.gradetop_pid()
+    tmux.resize(40, 10)
+    small = tmux.wait_for("RUNNING")
+    time.sleep(1.0)  # a few redraws at the small size
+    small = tmux.screen()
+    assert tmux.show("#{window_width}x#{window_height}") == "40x10"
+    assert _alive(pid) and "Traceback" not in small and "Error" not in small, small
+    tmux.resize(80, 24)
+    # Its normal panels again: the header, the tabs, the flame with the workload's function, the footer.
+    screen = tmux.wait_for("RUNNING", "1 Flame  2 Top  3 Timeline", "crunch (busy_forever.py", "q Quit", "samples (")
+    assert "Traceback" not in screen and len(screen.splitlines()) >= 20, screen
+    tmux.keys("q")
+    tmux.wait_for("Stop it")
+    tmux.keys("s")
+    tmux.wait_for("GRADETOP-EXIT=0", timeout=30)
+    recorded = list(tmp_path.glob("gradetop-*.gtop"))
+    assert len(recorded) == 1, recorded
+    assert load(recorded[0]).warnings == []
+    assert gradetop("report", str(recorded[0])).returncode == 0
+
+
+@pytest.mark.attach
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_sigint_and_sighup_to_run_restore_the_terminal_and_say_what_is_left(tmux, tmp_path, sig):
+    tmux.start(f"cd '{tmp_path}' && {GRADETOP} run -- '{sys.executable}' '{WORKLOADS / 'sleeper.py'}' 120")
+    tmux.wait_for("RUNNING")
+    os.kill(tmux.gradetop_pid(), sig)
+    screen = tmux.wait_for("GRADETOP-EXIT=", timeout=30)
+    assert "Traceback" not in screen, screen
+    assert tmux.show("#{alternate_on}") == "0", "the terminal is back from the alternate screen"
+    assert tmux.show("#{mouse_any_flag}") == "0", "mouse tracking is off again"
+    assert "the recording is in gradetop-" in screen, screen
+    workflow = re.search(r"runs on as pid (\d+)", screen)
+    assert workflow, screen
+    try:
+        assert _alive(int(workflow.group(1)))
+    finally:
+        os.kill(int(workflow.group(1)), signal.SIGKILL)
+    recorded = list(tmp_path.glob("gradetop-*.gtop"))
+    assert len(recorded) == 1 and gradetop("report", str(recorded[0])).returncode == 0, recorded
