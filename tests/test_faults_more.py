@@ -201,3 +201,40 @@ def test_sigint_and_sighup_to_run_restore_the_terminal_and_say_what_is_left(tmux
         os.kill(int(workflow.group(1)), signal.SIGKILL)
     recorded = list(tmp_path.glob("gradetop-*.gtop"))
     assert len(recorded) == 1 and gradetop("report", str(recorded[0])).returncode == 0, recorded
+
+
+# ---- signals while saving ----------------------------------------------------------------
+
+@pytest.mark.attach
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signals_while_record_writes_its_file_lose_nothing(tmp_path, ptrace, sig):
+    """One signal, then the same again every few milliseconds until gradetop is gone: some land while it
+    flushes its samplers and rewrites its file. It says where the file is, and the file opens and holds
+    every sample it said it wrote. (A SIGTERM after its last line may still end it by default.)"""
+    out = tmp_path / "sig.gtop"
+    proc = subprocess.Popen([sys.executable, "-m", "gradetop", "record", "-o", str(out), "--",
+                             sys.executable, str(WORKLOADS / "busy_forever.py")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            cwd=tmp_path)
+    try:
+        assert "recording to" in proc.stderr.readline()
+        time.sleep(2.5)
+        sent = 0
+        while proc.poll() is None and sent < 3000:
+            proc.send_signal(sig)
+            sent += 1
+            time.sleep(0.005)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert sent > 2, "gradetop ended before the second signal: nothing was tested"
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert proc.returncode != 0, stderr  # interrupted: the workflow was stopped
+    said = re.search(r"wrote .*: (\d+) samples", stderr)
+    assert said, stderr
+    profile = load(out)
+    assert profile.warnings == [] and profile.timeline.samples == int(said.group(1)) > 100
+    assert gradetop("report", str(out)).returncode == 0
+    assert not list(tmp_path.glob(".gradetop-*.tmp")), "a half-written temp file was left behind"
