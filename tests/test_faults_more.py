@@ -238,3 +238,33 @@ def test_signals_while_record_writes_its_file_lose_nothing(tmp_path, ptrace, sig
     assert profile.warnings == [] and profile.timeline.samples == int(said.group(1)) > 100
     assert gradetop("report", str(out)).returncode == 0
     assert not list(tmp_path.glob(".gradetop-*.tmp")), "a half-written temp file was left behind"
+
+
+@pytest.mark.attach
+def test_sigterm_right_after_s_in_the_live_screen(tmux, tmp_path):
+    """`s` starts a save in a worker and SIGTERM follows at once: it lands before, during or after that save
+    (runs saw both with and without the saved copy). Every file left opens, the recording is whole, and no
+    half-written temp file is left behind."""
+    tmux.start(f"cd '{tmp_path}' && {GRADETOP} run -- '{sys.executable}' '{WORKLOADS / 'busy_forever.py'}'")
+    tmux.wait_for("crunch", "RUNNING")
+    time.sleep(1.0)
+    pid = tmux.gradetop_pid()
+    workflow = next(c.pid for c in psutil.Process(pid).children() if "busy_forever" in " ".join(c.cmdline()))
+    try:
+        tmux.keys("s")
+        os.kill(pid, signal.SIGTERM)
+        screen = tmux.wait_for("GRADETOP-EXIT=", timeout=30)
+        assert "Traceback" not in screen and "internal error" not in screen, screen
+        assert tmux.show("#{alternate_on}") == "0"
+        assert "the recording is in gradetop-" in screen, screen
+    finally:
+        if _alive(workflow):
+            os.kill(workflow, signal.SIGKILL)
+    files = list(tmp_path.glob("gradetop-*.gtop"))
+    recorded = [f for f in files if not f.name.endswith("-saved.gtop")]
+    assert len(recorded) == 1, files
+    profile = load(recorded[0])
+    assert profile.warnings == [] and profile.timeline.samples > 50
+    for f in files:
+        assert gradetop("report", str(f)).returncode == 0, f
+    assert not list(tmp_path.glob(".gradetop-*.tmp")), "a half-written temp file was left behind"
