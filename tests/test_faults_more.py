@@ -138,7 +138,11 @@ class Tmux:
         raise AssertionError("no gradetop in the pane")
 
     def kill_server(self) -> None:
+        """Stop our server and remove its socket file (tmux leaves it behind on kill-server)."""
+        path = self.tmux("display", "-p", "#{socket_path}").stdout.strip()
         self.tmux("kill-server")
+        if path:
+            Path(path).unlink(missing_ok=True)
 
 
 @pytest.fixture
