@@ -272,3 +272,37 @@ def test_sigterm_right_after_s_in_the_live_screen(tmux, tmp_path):
     for f in files:
         assert gradetop("report", str(f)).returncode == 0, f
     assert not list(tmp_path.glob(".gradetop-*.tmp")), "a half-written temp file was left behind"
+
+
+def test_a_reused_pids_records_go_to_the_process_alive_at_their_time():
+    """The model side of a reused pid, on records made by hand: the old process's last window, arriving
+    after the new process was seen, still goes to the old one (by the window's start time)."""
+    import numpy as np
+
+    from gradetop.model.processes import PID_STRIDE
+    from gradetop.model.profile import Profile, ProfileMeta
+    from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch, StackBatch, ThreadSamples
+
+    def reading(born: float, cmd: str) -> ProcessReading:
+        return ProcessReading(42, 1, "python", ["python", cmd], born, "running", 0.5, 1, 0, 0, 1, {42: (0.5, 0.5)})
+
+    def window(t0: float, fn: str) -> StackBatch:
+        return StackBatch(42, t0, t0 + 0.5, 50, [(fn, "/a.py", 1)],
+                          [ThreadSamples(42, 42, "Main", t0 + np.arange(50) * 0.01, np.full(50, 0.01, np.float32),
+                                         [(0,)] * 50)])
+
+    profile = Profile(ProfileMeta(host="h", start_time=0.0))
+    profile.ingest(ResourceBatch(1.0, [reading(0.9, "old.py")]))
+    profile.ingest(ProcessEnded(42, 2.0, 0))
+    profile.ingest(ResourceBatch(3.0, [reading(2.9, "new.py")]))
+    profile.ingest(window(1.2, "old_work"))  # held back until the readings passed it: arrives late
+    profile.ingest(window(3.1, "new_work"))
+    new = 42 + PID_STRIDE
+    assert sorted(profile.processes) == [42, new]
+    assert profile.processes[42].cmdline == ["python", "old.py"] and profile.processes[42].end_time == 2.0
+    assert profile.processes[new].cmdline == ["python", "new.py"] and profile.processes[new].end_time is None
+    assert profile.processes[new].real_pid == 42
+    columns = profile.timeline.rows()
+    for pid, fn in ((42, "old_work"), (new, "new_work")):
+        nodes = set(columns["stack"][columns["pid"] == pid].tolist())
+        assert {f.function for n in nodes for f in profile.stacks.frames_of(int(n))} == {fn}
