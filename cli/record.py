@@ -230,7 +230,17 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def record(session: Session, duration: float | None, announce: bool = True) -> int:
     """Sample until the target ends, `duration` passes or a signal comes; the recording is on disk all along."""
     stop = threading.Event()
+    # Held until the last line is said: a second Ctrl-C or SIGTERM while the file is written (or just
+    # after) must not end gradetop before it says where the recording is.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        return _record(session, duration, announce, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _record(session: Session, duration: float | None, announce: bool, stop: threading.Event) -> int:
     deadline = None if duration is None else time.monotonic() + duration
     reported: str | None = None
     """The sampler's failure, once said (the session makes a notice of it too: it is not said twice)."""
@@ -254,8 +264,6 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
     finally:
         with progress_bar("writing the recording") as progress:
             session.finish(progress)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     profile = session.profile
     failure = None if session.sampling else (session.failure() or "no Python stacks were seen")
     tell_notices(session.notices, told, reported or failure)

@@ -46,6 +46,8 @@ class Monitor:
         self.samplers: dict[int, StackSampler] = {}
         """Stack sampler per process id, alive or finished (written by the ingest thread only)."""
         self._samplers_lock = threading.Lock()
+        self._retired: list[StackSampler] = []
+        """Samplers of processes whose pid a later process got."""
         self._ingest = threading.Thread(target=self._ingest_loop, name="gradetop-ingest", daemon=True)
         self._stopping = threading.Event()
         self._ingest_done = threading.Event()
@@ -87,8 +89,14 @@ class Monitor:
         if not self.sample_stacks or self._stopping.is_set():
             return
         with self._samplers_lock:
-            if pid in self.samplers:
-                return
+            known = self.samplers.get(pid)
+            if known is not None:
+                if not (born and known.born and abs(born - known.born) > 0.02):
+                    return
+                # The kernel gave this pid to a new process: sample it afresh. The old one's sampler
+                # stops (its process is gone) and stays for stop() to join.
+                known.stop()
+                self._retired.append(known)
             # Only children may be sampled at a lower rate while quiet: the target's phases need every tick.
             sampler = self.samplers[pid] = StackSampler(pid, self._queue.put, self.stack_options, command, born,
                                                         adaptive=pid != self.pid)
@@ -98,7 +106,7 @@ class Monitor:
         """Flush the last stack windows, take a last reading, and ingest everything."""
         self._stopping.set()
         with self._samplers_lock:
-            samplers = list(self.samplers.values())
+            samplers = list(self.samplers.values()) + self._retired
         for sampler in samplers:
             sampler.stop()
         for sampler in samplers:

@@ -32,6 +32,7 @@ from gradetop.collectors.markers import new_phase_folder
 from gradetop.collectors.monitor import Monitor
 from gradetop.collectors.stacks import StackOptions
 from gradetop.collectors.target import Target, TargetError, shell_status
+from gradetop.model.processes import PID_STRIDE
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import ProcessEnded
 from gradetop.model.snapshot import SnapshotWriter, save
@@ -196,7 +197,8 @@ class Session(Recorded):
         """(function, [(name, repr)]) for each frame of one thread, innermost last: asks py-spy now."""
         from gradetop.collectors.dump import DumpOptions, dump
 
-        result = dump(pid, DumpOptions(watch_s=0, subprocesses=False, locals=True))
+        # A reused pid's later process has a model id above PID_STRIDE (model.profile); the kernel's is below.
+        result = dump(pid % PID_STRIDE, DumpOptions(watch_s=0, subprocesses=False, locals=True))
         frames = []
         for proc in result.processes:
             for thread in proc.threads:

@@ -221,7 +221,7 @@ class AgentFeed(_Reader):
         host = self.meta.host if self.meta is not None else self.name
         for p in body["processes"]:
             info = ProcessInfo.from_dict(p)
-            real = info.pid
+            real = info.pid % PID_STRIDE  # a reused pid's later process is above PID_STRIDE (model.profile)
             info.host_pid = real
             info.pid = self._pid(real)
             info.ppid = self._pid(info.ppid) if info.ppid else 0

@@ -21,7 +21,7 @@ from gradetop.model.calltree import CallTree, build_tree
 from gradetop.model.journal import Journal
 from gradetop.model.gpu import GpuModel
 from gradetop.model.gpu_records import GPU_RECORDS
-from gradetop.model.processes import HOST_PID, MONITOR_PID, ProcessInfo, ThreadInfo
+from gradetop.model.processes import HOST_PID, MONITOR_PID, PID_STRIDE, ProcessInfo, ThreadInfo
 from gradetop.model.records import (
     OutputLine,
     PhaseMark,
@@ -103,6 +103,8 @@ class Profile:
         self.last_resource_time = 0.0
         self.taken_at: float | None = None
         """For a frozen picture (`freeze`), when it was taken: its clock stops there."""
+        self._lives: dict[int, list[tuple[float, int]]] = {}
+        """(start time, model pid) of each later process that got a pid the kernel had handed out before."""
 
     def freeze(self) -> "Profile":
         """A picture of the profile now that no later ingest can change: views are computed from it
@@ -125,6 +127,7 @@ class Profile:
             picture.journal = None
             picture.warnings = list(self.warnings)
             picture._recent_active = {}
+            picture._lives = {}
             picture.last_resource_time = self.last_resource_time
             picture.taken_at = time.time()
         return picture
@@ -138,6 +141,7 @@ class Profile:
     def ingest(self, record) -> None:
         """Take one collector record (any of model.records)."""
         with self.lock:
+            record = self._own_pids(record)
             if isinstance(record, StackBatch):
                 self._ingest_stacks(record)
             elif isinstance(record, ResourceBatch):
@@ -160,6 +164,47 @@ class Profile:
                     self.journal.gpu.append(record)
             else:
                 raise TypeError(f"not a collector record: {type(record).__name__}")
+
+    def _model_pid(self, pid: int, t: float) -> int:
+        """The model's id of the process that had `pid` at time `t`."""
+        model = pid
+        for born, alias in self._lives.get(pid, ()):
+            if t >= born:
+                model = alias
+        return model
+
+    def _own_pids(self, record):
+        """The record with the model's process ids. A pid the kernel hands out again (a child ended, a new
+        one got its number) is a new process: it gets an id of its own, `pid + k * PID_STRIDE` with
+        `host_pid` the real one, so its row and samples never join the old one's."""
+        if isinstance(record, ResourceBatch):
+            procs, changed = [], False
+            for p in record.processes:
+                model = self._model_pid(p.pid, record.t)
+                info = self.processes.get(model)
+                if (info is not None and info.create_time and p.create_time
+                        and abs(p.create_time - info.create_time) > 0.02):
+                    lives = self._lives.setdefault(p.pid, [])
+                    model = p.pid + PID_STRIDE * (len(lives) + 1)
+                    lives.append((p.create_time, model))
+                    self.processes[model] = ProcessInfo(model, p.ppid, list(p.cmdline), host=self.meta.host,
+                                                        host_pid=p.pid)
+                changed = changed or model != p.pid
+                procs.append(p if model == p.pid else replace(p, pid=model))
+            return replace(record, processes=procs) if changed else record
+        if not self._lives:
+            return record
+        if isinstance(record, StackBatch):
+            pid = self._model_pid(record.pid, record.t_start)
+            if pid == record.pid:
+                return record
+            threads = [replace(ts, pid=self._model_pid(ts.pid, record.t_start)) for ts in record.threads]
+            commands = {self._model_pid(k, record.t_start): v for k, v in record.commands.items()}
+            return replace(record, pid=pid, threads=threads, commands=commands)
+        if isinstance(record, (ProcessEnded, SamplerNote)):
+            pid = self._model_pid(record.pid, record.t)
+            return record if pid == record.pid else replace(record, pid=pid)
+        return record
 
     def _ingest_stacks(self, batch: StackBatch) -> None:
         intern = self.frames.intern
