@@ -87,3 +87,28 @@ def no_traceback():
 def _quiet_env(monkeypatch):
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
     monkeypatch.delenv("GRADETOP_DEBUG", raising=False)
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def gradetop_below(shell_pid: int, timeout: float = 10.0) -> int:
+    """The gradetop process started by a terminal's shell (a tmux pane's `#{pane_pid}`)."""
+    import psutil
+
+    shell = psutil.Process(shell_pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in shell.children(recursive=True):
+            if "gradetop" in " ".join(child.cmdline()[:2]):
+                return child.pid
+        time.sleep(0.1)
+    raise AssertionError("no gradetop in the pane")
+

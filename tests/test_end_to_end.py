@@ -15,7 +15,7 @@ import pytest
 
 import psutil
 
-from conftest import WORKLOADS, spawn_sleeper
+from conftest import WORKLOADS, alive, gradetop_below, spawn_sleeper
 from gradetop.model.snapshot import load
 
 pytestmark = [
@@ -24,13 +24,6 @@ pytestmark = [
 ]
 
 GRADETOP = str(Path(sys.executable).parent / "gradetop")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 class Tmux:
@@ -70,14 +63,7 @@ class Tmux:
 
     def gradetop_pid(self, timeout: float = 10.0) -> int:
         """The gradetop process running in the pane (a child of its shell)."""
-        shell = psutil.Process(int(self.show("#{pane_pid}")))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for child in shell.children(recursive=True):
-                if "gradetop" in " ".join(child.cmdline()[:2]):
-                    return child.pid
-            time.sleep(0.1)
-        raise AssertionError("no gradetop in the pane")
+        return gradetop_below(int(self.show("#{pane_pid}")), timeout)
 
 
 @pytest.fixture

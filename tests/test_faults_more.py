@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import WORKLOADS, gradetop
+from conftest import WORKLOADS, alive, gradetop, gradetop_below
 from gradetop.model.snapshot import load
 
 SPIN_CHILD = textwrap.dedent("""
@@ -128,14 +128,7 @@ class Tmux:
         raise AssertionError(f"{texts!r} never all appeared; screen was:\n{self.screen()}")
 
     def gradetop_pid(self, timeout: float = 10.0) -> int:
-        shell = psutil.Process(int(self.show("#{pane_pid}")))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for child in shell.children(recursive=True):
-                if "gradetop" in " ".join(child.cmdline()[:2]):
-                    return child.pid
-            time.sleep(0.1)
-        raise AssertionError("no gradetop in the pane")
+        return gradetop_below(int(self.show("#{pane_pid}")), timeout)
 
     def kill_server(self) -> None:
         """Stop our server and remove its socket file (tmux leaves it behind on kill-server)."""
@@ -154,11 +147,6 @@ def tmux(ptrace, request):
     session.kill_server()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.mark.attach
@@ -171,7 +159,7 @@ def test_run_survives_a_40x10_terminal_and_comes_back_whole(tmux, tmp_path):
     time.sleep(1.0)  # a few redraws at the small size
     small = tmux.screen()
     assert tmux.show("#{window_width}x#{window_height}") == "40x10"
-    assert _alive(pid) and "Traceback" not in small and "Error" not in small, small
+    assert alive(pid) and "Traceback" not in small and "Error" not in small, small
     tmux.resize(80, 24)
     # Its normal panels again: the header, the tabs, the flame with the workload's function, the footer.
     screen = tmux.wait_for("RUNNING", "1 Flame  2 Top  3 Timeline", "crunch (busy_forever.py", "q Quit", "samples (")
@@ -200,7 +188,7 @@ def test_sigint_and_sighup_to_run_restore_the_terminal_and_say_what_is_left(tmux
     workflow = re.search(r"runs on as pid (\d+)", screen)
     assert workflow, screen
     try:
-        assert _alive(int(workflow.group(1)))
+        assert alive(int(workflow.group(1)))
     finally:
         os.kill(int(workflow.group(1)), signal.SIGKILL)
     recorded = list(tmp_path.glob("gradetop-*.gtop"))
@@ -262,7 +250,7 @@ def test_sigterm_right_after_s_in_the_live_screen(tmux, tmp_path):
         assert tmux.show("#{alternate_on}") == "0"
         assert "the recording is in gradetop-" in screen, screen
     finally:
-        if _alive(workflow):
+        if alive(workflow):
             os.kill(workflow, signal.SIGKILL)
     files = list(tmp_path.glob("gradetop-*.gtop"))
     recorded = [f for f in files if not f.name.endswith("-saved.gtop")]
