@@ -72,6 +72,24 @@ def descendants(pid: int) -> list[int] | None:
     return found
 
 
+def process_run_ns(pid: int) -> int | None:
+    """Nanoseconds all threads of a process have run (schedstat); None where any cannot be read.
+
+    Exact where stat's ticks are not: a thread that ran 1 ms moves it. Unchanged means no
+    thread of the process ran at all, so none of its stacks can have changed."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        times = schedstat_ns(pid, int(tid))
+        if times is None:
+            return None
+        total += times[0]
+    return total
+
+
 def process_cpu_s(pid: int) -> float | None:
     """Seconds all threads of a process ran (user + system, in clock ticks); None if unreadable."""
     fields = _stat_fields(f"/proc/{pid}/stat")

@@ -16,7 +16,10 @@ measured in bench/), so a child that hardly runs (a DataLoader or pool
 worker waiting for its next task) is sampled at a tenth of the rate in
 longer windows: its kernel counters say it did not run, so its stack could
 barely change, and each of its samples stands for a longer slice of its wall
-time. Within about 0.1 s of running again it is back at the full rate.
+time. Within about 0.1 s of running again it is back at the full rate. A
+quiet child that did not run at all through a whole window (its threads'
+schedstat did not move) is parked: no py-spy runs on it, and its last
+stacks stand for the time until it runs again, as idle samples.
 The process we were asked to watch is always sampled at the full rate: its
 phases need the resolution.
 
@@ -36,13 +39,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import psutil
 
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
-from gradetop.collectors.procfs import process_cpu_s
+from gradetop.collectors.procfs import process_cpu_s, process_run_ns
 from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_chrometrace
-from gradetop.model.records import SamplerNote
+from gradetop.model.records import SamplerNote, StackBatch, ThreadSamples
 
 ORPHAN_LIMIT_S = 3
 """Every window is started with py-spy's own --duration of this: we end it long before (a window
@@ -105,6 +109,8 @@ class _Window:
     rate_hz: float
     quiet: bool = False
     cpu_at_launch: float | None = None
+    run_ns_at_launch: int | None = None
+    """Of a quiet window: what its process had run, to tell whether it ran at all since."""
     started: threading.Event = field(default_factory=threading.Event)
     stopped: threading.Event = field(default_factory=threading.Event)
     t_launch: float = 0.0
@@ -138,8 +144,11 @@ class StackSampler(Background):
         self._woke: float | None = None
         """When the current quiet window ended early because its process ran again: the last
         reading that still found it quiet."""
+        self._last_stacks: tuple[list, list[tuple[int, int, str, tuple[int, ...]]]] | None = None
+        """The frames and each thread's (pid, tid, name, stack) at the end of the last window."""
         self.windows = 0
         self.quiet_windows = 0
+        self.parked_s = 0.0
         self.sampling = threading.Event()
         self.failure: tuple[str, str] | None = None
         """(kind, message) when the process could never be sampled."""
@@ -163,6 +172,22 @@ class StackSampler(Background):
             if self._wait_for_end(current):
                 self._finish(current, time.time())
                 return
+            if self._asleep(current):
+                since = time.time()
+                self._finish(current, since)
+                woke = self._park(since)
+                if woke is None:
+                    return
+                current = self._launch()
+                while not current.started.wait(0.02):
+                    if (current.proc.poll() is not None or self._stopping.is_set()
+                            or time.time() - current.t_launch > START_TIMEOUT_S):
+                        break
+                if not current.started.is_set():
+                    self._discard(current)  # it woke to end, or we are stopping
+                    return
+                current.t_from = woke  # what it did since it woke is this window's
+                continue
             upcoming = self._launch(quiet=self._is_quiet(current))
             while not upcoming.started.wait(0.02):
                 if (upcoming.proc.poll() is not None or current.stopped.is_set() or self._stopping.is_set()
@@ -209,6 +234,45 @@ class StackSampler(Background):
         now = process_cpu_s(self.pid)
         wall = time.time() - window.t_launch
         return now is not None and wall > 0 and (now - window.cpu_at_launch) < self.options.quiet_cpu * wall
+
+    def _asleep(self, window: _Window) -> bool:
+        """Whether no thread of the process ran at all through the quiet `window` (a whole one)."""
+        return (window.quiet and self._woke is None and window.run_ns_at_launch is not None
+                and self._last_stacks is not None and process_run_ns(self.pid) == window.run_ns_at_launch)
+
+    def _park(self, since: float) -> float | None:
+        """Stand in for a process that does not run, from `since`: no py-spy, its last stacks as idle
+        samples, until it runs again. The time of the last reading that found it asleep, or None when
+        sampling stops (or it cannot be read any more)."""
+        ran = process_run_ns(self.pid)
+        asleep_at = emitted_to = since
+        while ran is not None:
+            if self._stopping.wait(WAKE_CHECK_S):
+                break
+            now, run_ns = time.time(), process_run_ns(self.pid)
+            if run_ns != ran:
+                self._emit_parked(emitted_to, asleep_at)
+                return asleep_at if run_ns is not None else None
+            asleep_at = now
+            if now - emitted_to >= self.options.quiet_window_s:  # samples reach the model as often as a window's
+                self._emit_parked(emitted_to, now)
+                emitted_to = now
+        self._emit_parked(emitted_to, asleep_at)
+        return None
+
+    def _emit_parked(self, t0: float, t1: float) -> None:
+        """Idle samples of the last stacks over [t0, t1], at the quiet rate, of the threads still there."""
+        if t1 - t0 <= 1e-6 or self._last_stacks is None:
+            return
+        frames, last = self._last_stacks
+        count = max(1, int(round((t1 - t0) * self.options.quiet_hz)))
+        step = (t1 - t0) / count
+        times = t0 + (np.arange(count) + 0.5) * step
+        weights = np.full(count, step, dtype=np.float32)
+        threads = [ThreadSamples(pid, tid, name, times.copy(), weights.copy(), [stack] * count)
+                   for pid, tid, name, stack in last if os.path.exists(f"/proc/{self.pid}/task/{tid}")]
+        self.parked_s += t1 - t0
+        self.emit(StackBatch(self.pid, t0, t1, 0, frames, threads, {}, self.options.quiet_hz, parked=True))
 
     def _attach(self) -> _Window | None:
         """First window, retried while the target is young; reports why if it never works."""
@@ -261,13 +325,14 @@ class StackSampler(Background):
         rate_hz = self.options.quiet_hz if quiet else self.options.rate_hz
         cmd = [find_pyspy(), *self.options.args(rate_hz), "-p", str(self.pid), "-o", output]
         cpu = process_cpu_s(self.pid) if self.adaptive else None
+        run_ns = process_run_ns(self.pid) if quiet else None
         t_launch = time.time()
         with open(stderr_path, "wb") as err:
             # Own session: a Ctrl-C at the terminal must not kill a window before we flush it.
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True
             )
-        window = _Window(proc, output, stderr_path, rate_hz, quiet, cpu, t_launch=t_launch)
+        window = _Window(proc, output, stderr_path, rate_hz, quiet, cpu, run_ns, t_launch=t_launch)
         threading.Thread(target=self._watch, args=(window,), name="gradetop-pyspy-out", daemon=True).start()
         return window
 
@@ -325,6 +390,8 @@ class StackSampler(Background):
                 self._tick_s[window.rate_hz] = (t_end - window.t_start) / batch.ticks
             self.windows += 1
             self.quiet_windows += window.quiet
+            self._last_stacks = (batch.frames, [(ts.pid, ts.tid, ts.name, ts.stacks[-1])
+                                                for ts in batch.threads if ts.stacks])
             self.emit(batch)
         self._cleanup(window)
 

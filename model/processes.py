@@ -37,6 +37,8 @@ class ProcessInfo:
     """Ticks its windows asked for: their seconds times their rates (0 in files older than this field)."""
     quiet_s: float = 0.0
     """Wall seconds of its windows at the lower rate of a child that hardly ran (collectors.stacks)."""
+    parked_s: float = 0.0
+    """Of those, seconds it did not run at all: no stacks were read, its last ones stood for the time."""
     rank: int | None = None
     """Its rank in a distributed job (RANK, else SLURM_PROCID, in its environment), where it has one."""
     local_rank: int | None = None

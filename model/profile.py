@@ -255,11 +255,14 @@ class Profile:
         if proc is not None:
             span = max(0.0, batch.t_end - batch.t_start)
             asked_hz = batch.asked_hz or self.meta.rate_hz
-            proc.ticks += batch.ticks
             proc.sampled_s += span
-            proc.asked_ticks += span * asked_hz
             if asked_hz < self.meta.rate_hz:
                 proc.quiet_s += span
+            if batch.parked:
+                proc.parked_s += span  # nothing asked of py-spy: no ticks to count
+            else:
+                proc.ticks += batch.ticks
+                proc.asked_ticks += span * asked_hz
         self.timeline.compact()
 
     def _active_seconds(self, pid: int, tid: int, times: np.ndarray, weights: np.ndarray) -> np.ndarray:

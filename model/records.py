@@ -42,6 +42,8 @@ class StackBatch:
     """pid -> command line, as py-spy saw it."""
     asked_hz: float = 0.0
     """The rate this window asked for (lower for a quiet child); 0 where unknown: the profile's rate."""
+    parked: bool = False
+    """No py-spy ran: the kernel said no thread of the process ran, so its last stacks stand for the time."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,7 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
                     "samples": totals.get(p.pid, none).samples,
                     "coverage": round(totals.get(p.pid, none).coverage, 4),
                     "quiet_s": round(p.quiet_s, 3),
+                    "parked_s": round(p.parked_s, 3),
                 }
                 for p in processes
             ],
@@ -171,8 +172,9 @@ def format_report(report: dict, top: int = 20) -> str:
     quiet = [p for p in report["processes"] if p.get("quiet_s")]
     if quiet:
         seconds = sum(p["quiet_s"] for p in quiet)
-        lines.append(f"  {len(quiet)} child process{'es' * (len(quiet) > 1)} that hardly ran sampled at a lower rate"
-                     f" for {seconds:.1f} s")
+        parked = sum(p.get("parked_s", 0.0) for p in quiet)
+        lines.append(f"  {len(quiet)} child process{'es' * (len(quiet) > 1)} hardly ran: {seconds:.1f} s sampled at a"
+                     " lower rate" + (f", {parked:.1f} s of it asleep and not read" if parked else ""))
     if report.get("exit_code") is not None:
         lines.append(f"  exit code {report['exit_code']}")
     lines.append("")

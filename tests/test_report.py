@@ -132,7 +132,7 @@ def test_processes_and_limit():
                           "why_not_sampled": "not Python", "role": "child", "host": procs[200]["host"], "host_pid": 200,
                           "rank": None, "local_rank": None, "world_size": None,
                           **{k: procs[200][k] for k in ("cpu_s", "rss_bytes", "read_bytes", "write_bytes",
-                                                         "samples", "coverage", "quiet_s")}}
+                                                         "samples", "coverage", "quiet_s", "parked_s")}}
     assert procs[200]["samples"] == 0 and procs[100]["samples"] > 0 and procs[100]["rss_bytes"] > 0
     assert [p["pid"] for p in report["processes"]] == [100, 200]  # by create time
     assert report["threads"] == [{"pid": 100, "tid": 100, "name": "MainThread"}]
