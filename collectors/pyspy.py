@@ -167,3 +167,14 @@ def parse_chrometrace(
     else:
         ticks = int(round(max(t_end - t_from, 0.0) * rate_hz))
     return StackBatch(pid, t_from, max(t_end, t_from), ticks, frames, threads, {}, asked_hz)
+
+
+def last_change_s(data: str | bytes) -> float | None:
+    """Seconds from py-spy's first tick to the last stack change before it closed every stack
+    (when it saw the process end); None without one."""
+    events = json.loads(data) if data else []
+    if not events:
+        return None
+    times = sorted({e.get("ts", 0) for e in events})
+    return (times[-2] - times[0]) / 1e6 if len(times) > 1 else None
+

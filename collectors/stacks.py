@@ -45,7 +45,7 @@ import psutil
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.procfs import process_cpu_s, process_run_ns
-from gradetop.collectors.pyspy import explain_failure, find_pyspy, parse_chrometrace
+from gradetop.collectors.pyspy import explain_failure, find_pyspy, last_change_s, parse_chrometrace
 from gradetop.model.records import SamplerNote, StackBatch, ThreadSamples
 
 ORPHAN_LIMIT_S = 3
@@ -381,9 +381,14 @@ class StackSampler(Background):
             batch = parse(t_end)
             pace = self._tick_s.get(window.rate_hz)
             if ended_itself and pace and batch.ticks:
-                # Its process ended: py-spy takes a while to notice, and closes its stacks then.
-                # The ticks it took, at the pace of the last full window, say when it ended.
+                # Its process ended: py-spy takes a while to notice (about 0.1 s), and closes its stacks
+                # then. The ticks it took, at the pace of the last full window, say when it ended, or
+                # less (threads that ended first count as if they lasted); a process runs to exit,
+                # so its last stack change, where later, is nearer.
                 ended = window.t_start + batch.ticks * pace
+                change = last_change_s(data)
+                if change is not None:
+                    ended = max(ended, window.t_start + change + 1.0 / window.rate_hz)
                 if ended < t_end:
                     batch = parse(ended)
             elif not ended_itself and batch.ticks and t_end > window.t_start:
