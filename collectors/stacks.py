@@ -378,7 +378,11 @@ class StackSampler(Background):
                 return parse_chrometrace(data, self.pid, window.t_start, until, window.rate_hz, window.t_from,
                                          window.traces, window.rate_hz)
 
-            batch = parse(t_end)
+            try:
+                batch = parse(t_end)
+            except ValueError:  # a py-spy killed mid-write (it hung): lose this window, not the sampler
+                self._cleanup(window)
+                return
             pace = self._tick_s.get(window.rate_hz)
             if ended_itself and pace and batch.ticks:
                 # Its process ended: py-spy takes a while to notice (about 0.1 s), and closes its stacks
