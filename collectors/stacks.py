@@ -11,15 +11,8 @@ One sampler per process, not py-spy's -s: under -s, children attach
 asynchronously after the first tick, so every window would open with a gap
 in every child. The monitor starts a sampler for each process it finds.
 
-What py-spy costs is per sample (about 4% of a core per process at 100 Hz,
-measured in bench/), so a child that hardly runs (a DataLoader or pool
-worker waiting for its next task) is sampled at a tenth of the rate in
-longer windows: its kernel counters say it did not run, so its stack could
-barely change, and each of its samples stands for a longer slice of its wall
-time. Within about 0.1 s of running again it is back at the full rate. A
-quiet child that did not run at all through a whole window (its threads'
-schedstat did not move) is parked: no py-spy runs on it, and its last
-stacks stand for the time until it runs again, as idle samples.
+A child that hardly runs is sampled at a tenth of the rate in longer
+windows, and one that does not run at all is parked (collectors.quiet).
 The process we were asked to watch is always sampled at the full rate: its
 phases need the resolution.
 
@@ -39,14 +32,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import psutil
 
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.procfs import process_cpu_s, process_run_ns
 from gradetop.collectors.pyspy import explain_failure, find_pyspy, last_change_s, parse_chrometrace
-from gradetop.model.records import SamplerNote, StackBatch, ThreadSamples
+from gradetop.collectors.quiet import LastStacks, parked_batch, ran_little, wait_while_asleep, wait_while_quiet
+from gradetop.model.records import SamplerNote
 
 ORPHAN_LIMIT_S = 3
 """Every window is started with py-spy's own --duration of this: we end it long before (a window
@@ -59,11 +52,6 @@ FLUSH_TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 """A young interpreter is not readable at once (PYSPY.md): retry before saying 'not Python'."""
 _TRACES = re.compile(r"Samples: (\d+)")
-WAKE_CHECK_S = 0.05
-"""How often a quiet window asks the kernel whether its process runs again."""
-WAKE_SPAN_S = 0.5
-"""Over how long it must have run more than quiet_cpu to wake: the kernel charges CPU in 10 ms
-ticks, and one tick in a 0.1 s check would wake a worker for each 1 ms task."""
 
 
 @dataclass
@@ -144,8 +132,8 @@ class StackSampler(Background):
         self._woke: float | None = None
         """When the current quiet window ended early because its process ran again: the last
         reading that still found it quiet."""
-        self._last_stacks: tuple[list, list[tuple[int, int, str, tuple[int, ...]]]] | None = None
-        """The frames and each thread's (pid, tid, name, stack) at the end of the last window."""
+        self._last_stacks: LastStacks | None = None
+        """What the last window saw at its end: what stands for a parked process."""
         self.windows = 0
         self.quiet_windows = 0
         self.parked_s = 0.0
@@ -175,25 +163,17 @@ class StackSampler(Background):
             if self._asleep(current):
                 since = time.time()
                 self._finish(current, since)
-                woke = self._park(since)
+                woke = wait_while_asleep(self.pid, since, self.options.quiet_window_s, self._stopping, self._cover)
                 if woke is None:
                     return
                 current = self._launch()
-                while not current.started.wait(0.02):
-                    if (current.proc.poll() is not None or self._stopping.is_set()
-                            or time.time() - current.t_launch > START_TIMEOUT_S):
-                        break
-                if not current.started.is_set():
+                if not self._started(current):
                     self._discard(current)  # it woke to end, or we are stopping
                     return
                 current.t_from = woke  # what it did since it woke is this window's
                 continue
             upcoming = self._launch(quiet=self._is_quiet(current))
-            while not upcoming.started.wait(0.02):
-                if (upcoming.proc.poll() is not None or current.stopped.is_set() or self._stopping.is_set()
-                        or time.time() - upcoming.t_launch > START_TIMEOUT_S):
-                    break
-            if upcoming.started.is_set():
+            if self._started(upcoming, current):
                 if self._woke is not None and self._woke < upcoming.t_start:
                     # The quiet window's few samples saw the stack it slept in; what the process did
                     # since it woke is the new window's: its first samples stand for that time too.
@@ -206,73 +186,42 @@ class StackSampler(Background):
             self._finish(current, time.time())
             return
 
+    def _started(self, window: _Window, current: _Window | None = None) -> bool:
+        """Wait for `window`'s first tick; False if it cannot come (its process or `current` ended,
+        we are stopping, py-spy hung)."""
+        while not window.started.wait(0.02):
+            if (window.proc.poll() is not None or (current is not None and current.stopped.is_set())
+                    or self._stopping.is_set() or time.time() - window.t_launch > START_TIMEOUT_S):
+                return window.started.is_set()
+        return True
+
     def _wait_for_end(self, window: _Window) -> bool:
-        """Wait until the next window is due; True when sampling should stop instead."""
+        """Wait until the next window is due, or a quiet one's process wakes; True when sampling should stop."""
         length = self.options.quiet_window_s if window.quiet else self.options.window_s
         due = window.t_start + length - self.options.lead_s
         self._woke = None
         if not window.quiet:
             return self._stopping.wait(max(0.0, due - time.time())) or window.stopped.is_set()
-        # A quiet window ends as soon as its process runs again: the next one samples it at full rate.
-        readings = [(window.t_launch, window.cpu_at_launch)]
-        while (left := due - time.time()) > 0:
-            if self._stopping.wait(min(WAKE_CHECK_S, left)) or window.stopped.is_set():
-                return True
-            now, cpu = time.time(), process_cpu_s(self.pid)
-            quiet_at = readings[-1][0]
-            readings = [r for r in readings if now - r[0] <= WAKE_SPAN_S + WAKE_CHECK_S / 2] + [(now, cpu)]
-            then, before = readings[0]
-            if cpu is not None and before is not None and cpu - before > self.options.quiet_cpu * max(now - then, WAKE_SPAN_S):
-                self._woke = quiet_at
-                return False
-        return window.stopped.is_set()
+        stop, self._woke = wait_while_quiet(self.pid, window.t_launch, window.cpu_at_launch, due,
+                                            self.options.quiet_cpu, self._stopping, window.stopped)
+        return stop
 
     def _is_quiet(self, window: _Window) -> bool:
-        """Whether the process ran less than quiet_cpu of a core since `window` began."""
-        if not self.adaptive or self._woke is not None or window.cpu_at_launch is None:
-            return False
-        now = process_cpu_s(self.pid)
-        wall = time.time() - window.t_launch
-        return now is not None and wall > 0 and (now - window.cpu_at_launch) < self.options.quiet_cpu * wall
+        """Whether the next window may be a quiet one: a child that ran little since `window` began."""
+        return (self.adaptive and self._woke is None
+                and ran_little(self.pid, window.t_launch, window.cpu_at_launch, self.options.quiet_cpu))
 
     def _asleep(self, window: _Window) -> bool:
         """Whether no thread of the process ran at all through the quiet `window` (a whole one)."""
         return (window.quiet and self._woke is None and window.run_ns_at_launch is not None
                 and self._last_stacks is not None and process_run_ns(self.pid) == window.run_ns_at_launch)
 
-    def _park(self, since: float) -> float | None:
-        """Stand in for a process that does not run, from `since`: no py-spy, its last stacks as idle
-        samples, until it runs again. The time of the last reading that found it asleep, or None when
-        sampling stops (or it cannot be read any more)."""
-        ran = process_run_ns(self.pid)
-        asleep_at = emitted_to = since
-        while ran is not None:
-            if self._stopping.wait(WAKE_CHECK_S):
-                break
-            now, run_ns = time.time(), process_run_ns(self.pid)
-            if run_ns != ran:
-                self._emit_parked(emitted_to, asleep_at)
-                return asleep_at if run_ns is not None else None
-            asleep_at = now
-            if now - emitted_to >= self.options.quiet_window_s:  # samples reach the model as often as a window's
-                self._emit_parked(emitted_to, now)
-                emitted_to = now
-        self._emit_parked(emitted_to, asleep_at)
-        return None
-
-    def _emit_parked(self, t0: float, t1: float) -> None:
-        """Idle samples of the last stacks over [t0, t1], at the quiet rate, of the threads still there."""
-        if t1 - t0 <= 1e-6 or self._last_stacks is None:
-            return
-        frames, last = self._last_stacks
-        count = max(1, int(round((t1 - t0) * self.options.quiet_hz)))
-        step = (t1 - t0) / count
-        times = t0 + (np.arange(count) + 0.5) * step
-        weights = np.full(count, step, dtype=np.float32)
-        threads = [ThreadSamples(pid, tid, name, times.copy(), weights.copy(), [stack] * count)
-                   for pid, tid, name, stack in last if os.path.exists(f"/proc/{self.pid}/task/{tid}")]
-        self.parked_s += t1 - t0
-        self.emit(StackBatch(self.pid, t0, t1, 0, frames, threads, {}, self.options.quiet_hz, parked=True))
+    def _cover(self, t0: float, t1: float) -> None:
+        """While parked: the last stacks stand for [t0, t1]."""
+        batch = parked_batch(self.pid, self._last_stacks, t0, t1, self.options.quiet_hz)
+        if batch is not None:
+            self.parked_s += t1 - t0
+            self.emit(batch)
 
     def _attach(self) -> _Window | None:
         """First window, retried while the target is young; reports why if it never works."""

@@ -1,0 +1,94 @@
+"""Children that hardly run: when one is quiet, when it wakes, and what stands for it while it sleeps.
+
+py-spy costs about 4% of a core per process at 100 Hz, whatever the process
+does (bench/), so a child that hardly runs (a DataLoader or pool worker
+waiting for its next task) is sampled at a tenth of the rate: its kernel
+counters say it barely ran, so its stack could barely change. It wakes as
+soon as its counters move again. One that did not run at all through a
+whole window is parked: a thread that does not run cannot change its stack,
+so its last stacks stand for the time, as idle samples, with no py-spy.
+
+Reads only /proc (collectors.procfs); the stack sampler decides what to launch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from gradetop.collectors.procfs import process_cpu_s, process_run_ns
+from gradetop.model.records import StackBatch, ThreadSamples
+
+WAKE_CHECK_S = 0.05
+"""How often a quiet or parked child's counters are read."""
+WAKE_SPAN_S = 0.5
+"""Over how long a quiet child must run more than its share to wake: the kernel charges CPU in 10 ms
+ticks, and one tick in one check would wake a worker for each 1 ms task."""
+
+LastStacks = tuple[list[tuple[str, str, int]], list[tuple[int, int, str, tuple[int, ...]]]]
+"""A window's frames, and each thread's (pid, tid, name, stack) at its end."""
+
+
+def ran_little(pid: int, since: float, cpu_then: float | None, share: float) -> bool:
+    """Whether process `pid` ran less than `share` of a core since `since` (when it had `cpu_then`)."""
+    cpu, wall = process_cpu_s(pid), time.time() - since
+    return cpu is not None and cpu_then is not None and wall > 0 and cpu - cpu_then < share * wall
+
+
+def wait_while_quiet(pid: int, since: float, cpu_then: float | None, until: float, share: float,
+                     stop: threading.Event, ended: threading.Event) -> tuple[bool, float | None]:
+    """Wait until `until` unless the quiet process wakes (runs more than `share` of a core).
+
+    (True, None) when sampling should stop (asked to, or the window ended by itself); (False, t) when
+    it woke, t the last reading that found it quiet; (False, None) at `until`."""
+    readings = [(since, cpu_then)]
+    while (left := until - time.time()) > 0:
+        if stop.wait(min(WAKE_CHECK_S, left)) or ended.is_set():
+            return True, None
+        now, cpu = time.time(), process_cpu_s(pid)
+        quiet_at = readings[-1][0]
+        readings = [r for r in readings if now - r[0] <= WAKE_SPAN_S + WAKE_CHECK_S / 2] + [(now, cpu)]
+        then, before = readings[0]
+        if cpu is not None and before is not None and cpu - before > share * max(now - then, WAKE_SPAN_S):
+            return False, quiet_at
+    return ended.is_set(), None
+
+
+def wait_while_asleep(pid: int, since: float, every_s: float, stop: threading.Event,
+                      cover: Callable[[float, float], None]) -> float | None:
+    """While no thread of `pid` runs, from `since`: `cover(t0, t1)` each `every_s` and at the end.
+
+    The last time it was found asleep once it runs again; None when sampling stops or it cannot be read."""
+    ran = process_run_ns(pid)
+    asleep_at = covered_to = since
+    while ran is not None:
+        if stop.wait(WAKE_CHECK_S):
+            break
+        now, run_ns = time.time(), process_run_ns(pid)
+        if run_ns != ran:
+            cover(covered_to, asleep_at)
+            return asleep_at if run_ns is not None else None
+        asleep_at = now
+        if now - covered_to >= every_s:  # its samples reach the model as often as a window's would
+            cover(covered_to, now)
+            covered_to = now
+    cover(covered_to, asleep_at)
+    return None
+
+
+def parked_batch(pid: int, last: LastStacks, t0: float, t1: float, rate_hz: float) -> StackBatch | None:
+    """Idle samples of the last stacks over [t0, t1] at `rate_hz`, of the threads still there."""
+    if t1 - t0 <= 1e-6:
+        return None
+    frames, stacks = last
+    count = max(1, int(round((t1 - t0) * rate_hz)))
+    step = (t1 - t0) / count
+    times = t0 + (np.arange(count) + 0.5) * step
+    weights = np.full(count, step, dtype=np.float32)
+    threads = [ThreadSamples(p, tid, name, times.copy(), weights.copy(), [stack] * count)
+               for p, tid, name, stack in stacks if os.path.exists(f"/proc/{pid}/task/{tid}")]
+    return StackBatch(pid, t0, t1, 0, frames, threads, {}, rate_hz, parked=True)
