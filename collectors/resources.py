@@ -31,15 +31,16 @@ def read_ranks(proc: psutil.Process) -> tuple[int | None, int | None, int | None
         return (None, None, None)
 
 
-def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
-                 ranks: dict[int, tuple] | None = None) -> ProcessReading | None:
+def read_process(proc: psutil.Process, cmdlines: dict[int, tuple[str, list[str]]],
+                 ranks: dict[int, tuple[str, tuple]] | None = None) -> ProcessReading | None:
     """One reading of one process, or None if it vanished or cannot be read.
 
-    Its command line and ranks are read once (`cmdlines`, `ranks` cache them): a process's
-    environment does not change what launched it, and reading /proc/PID/environ 10 times a
-    second for every process would be waste."""
+    Its command line and ranks are read once per program it runs (`cmdlines`, `ranks` cache
+    them with its name): reading /proc/PID/environ 10 times a second for every process would
+    be waste, but an exec (`sh -c 'RANK=1 exec python train.py'`, a launcher) changes both."""
     try:
         with proc.oneshot():
+            name = proc.name()
             cpu = proc.cpu_times()
             mem = proc.memory_info()
             try:
@@ -53,21 +54,23 @@ def read_process(proc: psutil.Process, cmdlines: dict[int, list[str]],
                 ns = schedstat_ns(proc.pid, t.id)
                 # Running or runnable: what py-spy would call active.
                 threads[t.id] = (cpu_s, cpu_s if ns is None else (ns[0] + ns[1]) / 1e9)
-            cmdline = cmdlines.get(proc.pid)
-            if cmdline is None:
+            known = cmdlines.get(proc.pid)
+            if known is None or known[0] != name or not known[1]:  # empty: read mid-exec, or denied
                 try:
-                    cmdline = cmdlines[proc.pid] = proc.cmdline()
+                    known = cmdlines[proc.pid] = (name, proc.cmdline())
                 except psutil.AccessDenied:
-                    cmdline = cmdlines[proc.pid] = []
+                    known = cmdlines[proc.pid] = (name, [])
+            cmdline = known[1]
             rank = (None, None, None)
             if ranks is not None:
-                rank = ranks.get(proc.pid)
-                if rank is None:
-                    rank = ranks[proc.pid] = read_ranks(proc)
+                known_rank = ranks.get(proc.pid)
+                if known_rank is None or known_rank[0] != name:
+                    known_rank = ranks[proc.pid] = (name, read_ranks(proc))
+                rank = known_rank[1]
             return ProcessReading(
                 pid=proc.pid,
                 ppid=proc.ppid(),
-                name=proc.name(),
+                name=name,
                 cmdline=cmdline,
                 create_time=proc.create_time(),
                 status=proc.status(),
@@ -160,9 +163,9 @@ class ResourceSampler(Background):
         self.emit = emit
         self.interval = 1.0 / rate_hz
         self._procs: dict[int, psutil.Process] = {}
-        self._cmdlines: dict[int, list[str]] = {}
+        self._cmdlines: dict[int, tuple[str, list[str]]] = {}
         self._monitor: MonitorCpu | None = None
-        self._ranks: dict[int, tuple] = {}
+        self._ranks: dict[int, tuple[str, tuple]] = {}
         self._cores = psutil.cpu_count() or 1
         self.root_gone = threading.Event()
 
