@@ -17,6 +17,7 @@ from gradetop.cli.record import (
     STOP_SIGNALS,
     add_sampling_arguments,
     check_writable,
+    follow,
     phase_options,
     pid_number,
     positive_float,
@@ -137,14 +138,7 @@ def serve(session: Session, server, duration: float | None, metrics_address=None
                 raise UserError(f"cannot serve metrics on {metrics_address[0]}:{metrics_address[1]}: "
                                 f"{exc.strerror or exc}") from None
             say(f"metrics on http://{metrics.address[0]}:{metrics.address[1]}/metrics")
-        told = 0
-        while not stop.wait(0.1):
-            told = tell_notices(session.notices, told)
-            if session.poll() or (deadline is not None and time.monotonic() >= deadline):
-                break
-        if session.workflow_running:
-            say(f"stopping {' '.join(session.target.command)} (pid {session.target.pid})")
-            session.target.stop(grace_s=3.0)
+        follow(session, stop, deadline, lambda told: tell_notices(session.notices, told))
     finally:
         session.finish()
         hub.close()

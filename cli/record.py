@@ -249,18 +249,17 @@ def _record(session: Session, duration: float | None, announce: bool, stop: thre
         session.start()
         if announce and session.writing_to:
             say(f"recording to {session.writing_to}")
-        while not stop.wait(0.1):
+
+        def tell(told: int) -> int:
+            nonlocal reported
             told = tell_notices(session.notices, told, reported)
             if not reported and session.failure():
                 reported = session.failure()
                 if reported not in session.notices[:told]:
                     say(reported + "; recording CPU and memory only")
-            if session.poll() or (deadline is not None and time.monotonic() >= deadline):
-                break
-        if session.workflow_running:
-            # Interrupted or out of time: the workflow we started stops with us, as under py-spy record.
-            say(f"stopping {' '.join(session.target.command)} (pid {session.target.pid})")
-            session.target.stop(grace_s=3.0)
+            return told
+
+        told = follow(session, stop, deadline, tell)
     finally:
         with progress_bar("writing the recording") as progress:
             session.finish(progress)
@@ -277,6 +276,21 @@ def _record(session: Session, duration: float | None, announce: bool, stop: thre
     if session.spawned:
         return shell_status(session.target.exit_code)
     return EXIT_PARTIAL if failure else 0
+
+
+def follow(session, stop: threading.Event, deadline: float | None, tell) -> int:
+    """Until the workflow ends, `deadline` (monotonic) passes or `stop` is set, `tell(told)` the notices
+    ten times a second; returns how many were told. A workflow we started that still runs then (interrupted,
+    out of time) stops with us, as under py-spy record."""
+    told = 0
+    while not stop.wait(0.1):
+        told = tell(told)
+        if session.poll() or (deadline is not None and time.monotonic() >= deadline):
+            break
+    if session.workflow_running:
+        say(f"stopping {' '.join(session.target.command)} (pid {session.target.pid})")
+        session.target.stop(grace_s=3.0)
+    return told
 
 
 def tell_notices(notices: list[str], told: int, said: str | None = None) -> int:

@@ -311,13 +311,7 @@ class RemoteSession(Recorded):
                 everyone = len(ends) == len(self.merger.feeds)
                 self.profile.meta.end_time = max(ends) if everyone and ends else time.time()
                 self.merger.refresh_meta()
-            if self._autosave is not None:
-                self._autosave.stop()
-                self._autosave.join()
-            if self.writer is not None:
-                problem = self.writer.close(progress)
-                if problem:
-                    self.notices.append(problem)
+            self._close_recording(progress)
             self._finished.set()
 
     def _close_links(self) -> None:

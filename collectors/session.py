@@ -63,7 +63,8 @@ def default_output(pid: int) -> str:
 class Recorded:
     """What every session with a recording offers the UI: where it streams, and closed copies.
 
-    Needs `profile`, `path`, `writer` and the `_finished` event of the session it is mixed into.
+    Needs `profile`, `path`, `writer`, `_autosave`, `notices` and the `_finished` event of the
+    session it is mixed into.
     """
 
     @property
@@ -76,6 +77,16 @@ class Recorded:
     def save_copy(self, path: str) -> None:
         """A closed snapshot of everything so far (its clock stops now), while the session goes on."""
         save(self.profile, path, end_time=None if self._finished.is_set() else time.time())
+
+    def _close_recording(self, progress=None) -> None:
+        """Stop streaming and compact the file once; a problem writing it becomes a notice."""
+        if self._autosave is not None:
+            self._autosave.stop()
+            self._autosave.join()
+        if self.writer is not None:
+            problem = self.writer.close(progress)
+            if problem:
+                self.notices.append(problem)
 
 
 class Session(Recorded):
@@ -221,13 +232,7 @@ class Session(Recorded):
                 self.profile.ingest(ProcessEnded(self.target.pid, time.time(), self.target.exit_code))
                 self.profile.meta.exit_code = self.target.exit_code
             self.profile.meta.end_time = time.time()
-            if self._autosave is not None:
-                self._autosave.stop()
-                self._autosave.join()
-            if self.writer is not None:
-                problem = self.writer.close(progress)
-                if problem:
-                    self.notices.append(problem)
+            self._close_recording(progress)
             self._clean_up()
             self._finished.set()
 
