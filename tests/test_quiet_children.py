@@ -66,7 +66,14 @@ def test_the_work_of_a_quiet_child_keeps_its_true_time(quiet_run):
     print(f"work: {functions['work'].total_s:.3f} s active of {end - start:.3f} s")
     assert abs(functions["work"].total_s - (end - start)) <= 0.15, functions["work"]
     walls = {f.function: f for f in top_functions(profile.tree(pids=[child]))}
-    assert abs(walls["doze"].total_s - 2.0) <= 0.3 and abs(walls["doze_again"].total_s - 2.5) <= 0.3, walls
+    # The first doze began as the child was born: what came before py-spy first read it (finding the
+    # child and attaching, 0.1-0.3 s on a busy machine) is not the quiet sampling's to keep.
+    first_read = float(profile.timeline.rows(profile.timeline.select(pids=[child]))["t"].min())
+    dozed_from, dozed_to = truth["doze"]
+    seen_dozing = dozed_to - max(dozed_from, first_read)
+    print(f"doze: {walls['doze'].total_s:.3f} s of {seen_dozing:.3f} s seen ({dozed_to - dozed_from:.3f} s in all)")
+    assert abs(walls["doze"].total_s - seen_dozing) <= 0.15, walls["doze"]
+    assert abs(walls["doze_again"].total_s - 2.5) <= 0.3, walls["doze_again"]
     line = next(line for line in text.splitlines() if "hardly ran" in line)
     assert "sampled at a lower rate" in line and "asleep and not read" in line and len(line) <= 100, line
 

@@ -4,7 +4,7 @@
 
 child: doze() sleeps 2.0 s, work() spins 1.0 s, doze_again() sleeps 2.5 s.
 parent: lead() spins until the child ends, main() joins it.
-With --truth FILE, the child writes the wall-clock [start, end] of its work() there as JSON.
+With --truth FILE, the child writes the wall-clock [start, end] of its doze() and work() there as JSON.
 """
 
 import json
@@ -24,12 +24,12 @@ def doze():
     time.sleep(2.0)
 
 
-def work(truth):
+def work(truth, dozed):
     start = time.time()
     spin_until(start + 1.0)
     if truth:
         with open(truth, "w") as f:
-            json.dump({"work": [start, time.time()]}, f)
+            json.dump({"doze": dozed, "work": [start, time.time()]}, f)
 
 
 def doze_again():
@@ -37,8 +37,9 @@ def doze_again():
 
 
 def child(truth):
+    start = time.time()
     doze()
-    work(truth)
+    work(truth, [start, time.time()])
     doze_again()
 
 
