@@ -44,6 +44,7 @@ import psutil
 
 from _machine import ForeignLoad, describe
 
+from gradetop.model.allocator import return_freed_memory
 from gradetop.model.calltree import build_tree, top_functions
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import ProcessReading, ResourceBatch, StackBatch, ThreadSamples
@@ -324,9 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stacks-per-phase", type=int, default=25,
                         help="distinct stacks a busy thread draws from at a time (default 25)")
     parser.add_argument("--skip-memory", action="store_true", help="only the ingest rate")
+    parser.add_argument("--glibc-default", action="store_true",
+                        help="leave glibc's dynamic mmap threshold on (as before gradetop fixed it): RSS grows ~2.6x")
     args = parser.parse_args(argv)
 
     print(describe(), flush=True)
+    # As the gradetop command does at start (gradetop.model.allocator): what RSS a session really grows by.
+    fixed = not args.glibc_default and return_freed_memory()
+    print(f"allocator: {'mmap threshold fixed, as gradetop runs' if fixed else 'glibc default (dynamic mmap threshold)'}")
     foreign = ForeignLoad()
     universe = Universe(args.stacks, args.stacks_per_phase)
     depth = [len(s) for s in universe.stacks]

@@ -10,6 +10,7 @@ import importlib
 
 from gradetop._version import __version__
 from gradetop.cli.errors import EXIT_USAGE, UserError, say
+from gradetop.model.allocator import return_freed_memory
 
 
 class Parser(argparse.ArgumentParser):
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.subcommand is None:
         parser.print_help()
         return EXIT_USAGE
+    return_freed_memory()  # hours of numpy columns: RSS stays the data's size
     try:
         return args.run(args)
     except UserError as exc:
