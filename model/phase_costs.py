@@ -8,13 +8,13 @@ short phases (a forward pass per step) cost little more than one.
 
 from __future__ import annotations
 
-import linecache
 import os
 import re
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gradetop.model.activity import node_wait_reason
 from gradetop.model.breakdown import INPUT, Parts, headline, training_like, what_if
 from gradetop.model.phases import Phase, PhaseCost
 from gradetop.model.phases.naming import Namer, UserCode
@@ -22,7 +22,7 @@ from gradetop.model.processes import HOST_PID, MONITOR_PID
 from gradetop.model.profile import Profile
 from gradetop.model.roles import DATALOADER, MAIN, process_roles
 from gradetop.model.stacks import ROOT, short_path
-from gradetop.model.waits import children_move, wait_reason
+from gradetop.model.waits import children_move
 
 CPU_BOUND = 0.8
 """Running (or runnable) this share of the time: CPU-bound."""
@@ -88,13 +88,7 @@ class PhaseCoster:
     def reason(self, node: int) -> str | None:
         """Why a thread in this stack would be idle: a wait's name, or None (Python code: the GIL)."""
         if node not in self._reasons:
-            frames = self.profile.stacks.frames_of(node)
-            if not frames:
-                self._reasons[node] = "no Python frames"
-            else:
-                top = frames[-1]
-                line = linecache.getline(top.file, top.line).strip() or None if top.file else None
-                self._reasons[node] = wait_reason([(f.function, f.file, f.line) for f in frames], line, False)
+            self._reasons[node] = node_wait_reason(self.profile.stacks, node, active=False)
         return self._reasons[node]
 
     def thread(self, pid: int, tid: int) -> _ThreadSums:

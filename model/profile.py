@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from gradetop._version import __version__
+from gradetop.model.activity import ActivitySplit
 from gradetop.model.calltree import CallTree, build_tree
 from gradetop.model.journal import Journal
 from gradetop.model.gpu import GpuModel
@@ -61,24 +62,6 @@ class ProfileMeta:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def conserve(active: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Clip each sample's active time to its wall time without losing the total.
-
-    The kernel adds a thread's wait for a CPU when the wait ends, so its
-    counter moves in jumps: a sample can be handed more than its wall time
-    while its neighbours get too little. What clipping would drop is given
-    back to the samples with room left, in proportion to that room.
-    """
-    active = np.maximum(active, 0.0)
-    clipped = np.minimum(active, weights)
-    excess = float((active - clipped).sum())
-    room = weights - clipped
-    space = float(room.sum())
-    if excess > 0 and space > 0:
-        clipped = clipped + room * min(1.0, excess / space)
-    return clipped
-
-
 class Profile:
     def __init__(self, meta: ProfileMeta | None = None) -> None:
         self.meta = meta or ProfileMeta()
@@ -100,6 +83,7 @@ class Profile:
         self.warnings: list[str] = []
         """What reading this profile from a file survived (a torn last chunk, a damaged one)."""
         self._recent_active: dict[tuple[int, int], deque[tuple[float, float]]] = {}
+        self._activity = ActivitySplit(self.stacks)
         self.last_resource_time = 0.0
         self.taken_at: float | None = None
         """For a frozen picture (`freeze`), when it was taken: its clock stops there."""
@@ -127,6 +111,7 @@ class Profile:
             picture.journal = None
             picture.warnings = list(self.warnings)
             picture._recent_active = {}
+            picture._activity = ActivitySplit(picture.stacks)
             picture._lives = {}
             picture.last_resource_time = self.last_resource_time
             picture.taken_at = time.time()
@@ -226,7 +211,7 @@ class Profile:
                         node = nodes_of[local] = self.stacks.intern_path(tuple([local_to_global[f] for f in local]))
                     by_object[id(local)] = node
                 nodes[i] = node
-            parts.append((ts, nodes, self._active_seconds(ts.pid, ts.tid, ts.times, ts.weights)))
+            parts.append((ts, nodes, self._active_seconds(ts.pid, ts.tid, ts.times, ts.weights, nodes)))
             key = (ts.pid, ts.tid)
             if key not in self.threads or (ts.name and self.threads[key].name != ts.name):
                 self.threads[key] = ThreadInfo(ts.pid, ts.tid, ts.name)
@@ -265,8 +250,10 @@ class Profile:
                 proc.asked_ticks += span * asked_hz
         self.timeline.compact()
 
-    def _active_seconds(self, pid: int, tid: int, times: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Seconds of each sample the thread was running or runnable, from its kernel counter around it."""
+    def _active_seconds(self, pid: int, tid: int, times: np.ndarray, weights: np.ndarray,
+                        nodes: np.ndarray) -> np.ndarray:
+        """Seconds of each sample the thread was running or runnable: its kernel counter says how many,
+        its stacks where (model.activity)."""
         recent = self._recent_active.get((pid, tid))
         if not recent or len(recent) < 2:
             # Never read (it lived between two readings): py-spy saw it run Python, so count it active.
@@ -282,8 +269,8 @@ class Profile:
         if hi > rt[-1]:
             rate = (rc[-1] - rc[-2]) / max(rt[-1] - rt[-2], 1e-9)
             rt, rc = np.r_[rt, hi], np.r_[rc, rc[-1] + rate * (hi - rt[-1])]
-        active = np.interp(times + half, rt, rc) - np.interp(times - half, rt, rc)
-        return conserve(active, weights).astype(np.float32)
+        kernel = np.interp(times + half, rt, rc) - np.interp(times - half, rt, rc)
+        return self._activity.split((pid, tid), kernel, weights, nodes)
 
     def _ingest_resources(self, batch: ResourceBatch) -> None:
         procs = batch.processes
@@ -343,6 +330,7 @@ class Profile:
         stale = [k for k, r in self._recent_active.items() if r and now - r[-1][0] > STALE_THREAD_S]
         for key in stale:
             del self._recent_active[key]
+            self._activity.forget(key)
 
     def _ingest_ended(self, ended: ProcessEnded) -> None:
         info = self.processes.get(ended.pid)
