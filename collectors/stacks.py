@@ -36,6 +36,7 @@ import psutil
 
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
+from gradetop.collectors.exits import EXITS
 from gradetop.collectors.procfs import process_cpu_s, process_run_ns
 from gradetop.collectors.pyspy import explain_failure, find_pyspy, last_change_s, parse_chrometrace
 from gradetop.collectors.quiet import LastStacks, parked_batch, ran_little, wait_while_asleep, wait_while_quiet
@@ -226,6 +227,7 @@ class StackSampler(Background):
     def _attach(self) -> _Window | None:
         """First window, retried while the target is young; reports why if it never works."""
         failure = None
+        EXITS.watch(self.pid)
         for delay in (*RETRY_DELAYS_S, None):
             window = self._launch()
             while not window.started.wait(0.02):
@@ -333,7 +335,12 @@ class StackSampler(Background):
                 self._cleanup(window)
                 return
             pace = self._tick_s.get(window.rate_hz)
-            if ended_itself and pace and batch.ticks:
+            exited = EXITS.exited_at(self.pid, wait_s=0.2) if ended_itself else None
+            if exited is not None:
+                # The kernel said when it exited (collectors/exits): the window ends there.
+                if exited < t_end:
+                    batch = parse(max(exited, window.t_start))
+            elif ended_itself and pace and batch.ticks:
                 # Its process ended: py-spy takes a while to notice (about 0.1 s), and closes its stacks
                 # then. The ticks it took, at the pace of the last full window, say when it ended, or
                 # less (threads that ended first count as if they lasted); a process runs to exit,
