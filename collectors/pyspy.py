@@ -80,14 +80,18 @@ def parse_chrometrace(
     t_from: float | None = None,
     traces: int | None = None,
     asked_hz: float = 0.0,
+    t_zero: float | None = None,
 ) -> StackBatch:
     """A StackBatch from one window of `py-spy record -f chrometrace --idle -t` on `pid`, cut at `t_end`.
 
     py-spy writes a B or E event each time a thread's stack changes, with a
-    microsecond `ts` from its own start. Its first event is its first tick,
-    which it takes right after saying 'Sampling' (`t_first` on our clock):
-    so every change keeps the time it was seen at, good to a tick, and a
-    phase edge or a burst lands where it happened. Between two changes the
+    microsecond `ts` from its own start: `t_zero` on our clock (when it was
+    exec'd; else its first event is taken to be at `t_first`, when it said
+    'Sampling', which can be 15 ms early). Its ticks come at random
+    (exponential) intervals, so a change is seen on average one tick
+    (1/rate_hz) after it happened: each change is placed that much before
+    the tick that saw it, and a phase edge or a burst lands where it
+    happened, to a tick. Between two changes the
     stack held; each stretch becomes samples of at most one tick (1/rate_hz)
     at their middles, so a thread's samples add up to the wall time it was
     seen. A thread's stretch that starts at the first tick reaches back to
@@ -101,6 +105,7 @@ def parse_chrometrace(
     events = json.loads(data) if data else []
     tick = 1.0 / rate_hz if rate_hz > 0 else 0.01
     start = min((e.get("ts", 0) for e in events), default=0)
+    closing = max((e.get("ts", 0) for e in events), default=0)
     t_from = t_first if t_from is None else min(t_from, t_first)
     frames: list[tuple[str, str, int]] = []
     frame_index: dict[tuple[str, str, int], int] = {}
@@ -114,6 +119,8 @@ def parse_chrometrace(
         os_tid, name = None, ""
         stack: list[int] = []
         seen_at: list[float] = []
+        first_tick: list[bool] = []
+        """Stacks seen at py-spy's first tick: they stand for the time since `t_from`."""
         stacks: list[tuple[int, ...]] = []
         i = 0
         while i < len(evs):
@@ -141,14 +148,18 @@ def parse_chrometrace(
                     index = frame_index[key] = len(frames)
                     frames.append(key)
                 stack.append(index)
-            seen_at.append(t_first + (ts - start) / 1e6)
+            if t_zero is None:
+                seen_at.append(t_first + (ts - start) / 1e6)
+            else:  # py-spy's closing of every stack, as it writes the file, was not seen at a tick
+                seen_at.append(t_zero + ts / 1e6 - (0.0 if ts == closing else tick))
+            first_tick.append(ts == start)
             stacks.append(tuple(f for f in stack if f >= 0))
         if os_tid is None or not seen_at:
             continue
         seen_s += seen_at[-1] - seen_at[0]
         begins = np.array(seen_at, dtype=np.float64)
         ends = np.r_[begins[1:], begins[-1]]
-        begins[begins <= t_first] = t_from
+        begins[first_tick] = t_from
         begins, ends = np.clip(begins, t_from, t_end), np.clip(ends, t_from, t_end)
         keep = [k for k in range(len(stacks)) if stacks[k] and ends[k] - begins[k] > 1e-6]
         if not keep:

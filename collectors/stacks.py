@@ -103,6 +103,8 @@ class _Window:
     started: threading.Event = field(default_factory=threading.Event)
     stopped: threading.Event = field(default_factory=threading.Event)
     t_launch: float = 0.0
+    t_exec: float | None = None
+    """When py-spy was exec'd: its Chrome trace's clock starts (ts 0) within a millisecond or two."""
     t_start: float = 0.0
     """When py-spy said it was sampling: its first tick, on our clock."""
     t_from: float = 0.0
@@ -283,7 +285,9 @@ class StackSampler(Background):
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True
             )
-        window = _Window(proc, output, stderr_path, rate_hz, quiet, cpu, run_ns, t_launch=t_launch)
+        # Popen returns once py-spy is exec'd; it starts its trace clock (ts 0) a moment later.
+        window = _Window(proc, output, stderr_path, rate_hz, quiet, cpu, run_ns, t_launch=t_launch,
+                         t_exec=time.time())
         threading.Thread(target=self._watch, args=(window,), name="gradetop-pyspy-out", daemon=True).start()
         return window
 
@@ -327,7 +331,7 @@ class StackSampler(Background):
         if data:
             def parse(until: float):
                 return parse_chrometrace(data, self.pid, window.t_start, until, window.rate_hz, window.t_from,
-                                         window.traces, window.rate_hz)
+                                         window.traces, window.rate_hz, t_zero=window.t_exec)
 
             try:
                 batch = parse(t_end)

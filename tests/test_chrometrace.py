@@ -38,6 +38,19 @@ def test_each_change_keeps_its_time_and_each_stretch_is_ticks():
     assert ts.times[0] == pytest.approx(10.005) and ts.times[5] == pytest.approx(10.055)
 
 
+def test_on_py_spys_own_clock_a_change_is_placed_a_tick_before_the_tick_that_saw_it():
+    # py-spy exec'd at 9.99 (its ts 0): g was seen at 9.99 + 0.051; ticks come one 1/rate apart on
+    # average (exponential), so g began about 10 ms before that. The first stack reaches back to t_from.
+    batch = parse_chrometrace(TRACE, 42, t_first=10.0, t_end=10.1, rate_hz=100.0, t_zero=9.99)
+    (ts,) = batch.threads
+    names = [batch.frames[stack[-1]][0] for stack in ts.stacks]
+    g = names.index("g")
+    assert ts.times[g] - ts.weights[g] / 2 == pytest.approx(9.99 + 0.051 - 0.01)
+    assert ts.times[0] - ts.weights[0] / 2 == pytest.approx(10.0)
+    # py-spy closed every stack as it wrote the file (ts 101000, not seen at a tick): the end stays there.
+    assert ts.weights.sum() == pytest.approx(9.99 + 0.101 - 10.0)
+
+
 def test_a_cut_keeps_what_came_before_it_and_the_first_stretch_reaches_back():
     batch = parse_chrometrace(TRACE, 42, t_first=10.0, t_end=10.07, rate_hz=100.0, t_from=9.98)
     (ts,) = batch.threads

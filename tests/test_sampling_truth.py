@@ -80,16 +80,20 @@ def test_a_phase_edge_lands_where_the_marker_says(tmp_path, ptrace):
                       "1", str(truth_file), "--phase")
     assert result.returncode == 0, result.stderr
     profile = load(out)
-    marker = next(m for m in profile.marks if m.kind == "B" and m.name == "edge")
+    markers = sorted(m.t for m in profile.marks if m.kind == "B" and m.name == "edge")
+    assert len(markers) == 12
     tl = profile.timeline
     t, w, stack = tl.t[:], tl.w[:], tl.stack[:]
     hit = np.array([any(f.function == "after_edge" for f in profile.stacks.frames_of(int(s))) for s in stack])
-    assert hit.any()
-    first = int(np.argmin(np.where(hit, t, np.inf)))
-    edge = t[first] - w[first] / 2
+    begins = t[hit] - w[hit] / 2
+    # Each edge: where the first after_edge sample near its marker begins (the rounds are 0.3 s apart).
+    errors = np.array([begins[(begins > m - 0.1) & (begins < m + 0.1)].min() - m for m in markers])
     tick = 1.0 / rate
-    # py-spy's times are anchored where it says it samples, read from its output: that line can come some
-    # milliseconds before its first tick (edges measured down to 14 ms early at 200 Hz on a loaded 2-core
-    # machine). Evenly spread ticks put this edge 54 ms late. One tick, as issue 12 asks, needs a better
-    # anchor of py-spy's clock on ours (issue 12 stays open for it).
-    assert marker.t - 4 * tick <= edge <= marker.t + 4 * tick, (edge - marker.t, tick)
+    # py-spy's ticks come at random (exponential) intervals, one tick apart on average: a change is
+    # seen 0 to a few ticks after it happened, and is placed one tick before the tick that saw it
+    # (collectors/pyspy.py). So an edge lands about a tick either side (-6 to +7 ms here), the middle
+    # one of twelve 2-4 ms early (an exponential wait's median is 0.7 of its mean, so the middle error
+    # of unbiased edges is 1.5 ms early at 200 Hz). A py-spy that waits for a CPU sees late: 28 ms once in 26
+    # runs on a quiet 2-core machine. (Before: the middle edge 5 to 10 ms early, single edges to 14 ms.)
+    assert abs(np.median(errors)) <= 1.5 * tick, errors
+    assert errors.min() >= -2 * tick and errors.max() <= 10 * tick, errors

@@ -3,9 +3,9 @@
 Each thread alternates crunch (busy to a perf_counter deadline) and nap
 (time.sleep), and measures its active time in each: the wall time of the
 busy loop, the CPU time of the sleep.
-With --phase, the main thread then marks a phase "edge" with gradetop.phase
-and spins in `after_edge` inside it; the marker's own timestamp is the truth
-for where the edge falls.
+With --phase, the main thread then twelve times spins 0.15 s, marks a phase
+"edge" with gradetop.phase and spins 0.15 s in `after_edge` inside it; each
+marker's own timestamp is the truth for where its edge falls.
 
     python duty.py SECONDS TRUTH.json [--second] [--phase]
 
@@ -19,6 +19,9 @@ import threading
 import time
 
 import gradetop
+
+
+EDGES = 12
 
 
 def crunch(busy_s):
@@ -72,9 +75,10 @@ def main():
     if other is not None:
         other.join()
     if "--phase" in sys.argv:
-        crunch(0.3)
-        with gradetop.phase("edge"):
-            after_edge(0.5)
+        for _ in range(EDGES):
+            crunch(0.15)
+            with gradetop.phase("edge"):
+                after_edge(0.15)
     with open(out, "w") as f:
         json.dump(truth, f)
 
