@@ -72,7 +72,7 @@ class PhaseCoster:
         self._threads: dict[tuple[int, int], _ThreadSums] = {}
         self._reasons: dict[int, str | None] = {}
         self._series: dict[int, dict[str, np.ndarray]] = {}
-        self._thread_cpu: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._thread_cpu: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._children: dict[int, list[int]] = {}
         for info in profile.processes.values():
             self._children.setdefault(info.ppid, []).append(info.pid)
@@ -131,12 +131,13 @@ class PhaseCoster:
             self._series[pid] = cols
         return self._series[pid]
 
-    def thread_cpu(self, pid: int, tid: int) -> tuple[np.ndarray, np.ndarray]:
+    def thread_cpu(self, pid: int, tid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The thread's counters: reading times, CPU seconds, and seconds running or waiting for a CPU."""
         key = (pid, tid)
         if key not in self._thread_cpu:
             s = self.profile.thread_series
             mask = (s.pid == pid) & (s.tid == tid)
-            self._thread_cpu[key] = (s.t[mask], s.cpu_s[mask])
+            self._thread_cpu[key] = (s.t[mask], s.cpu_s[mask], s.active_s[mask])
         return self._thread_cpu[key]
 
     def descendants(self, pid: int) -> list[int]:
@@ -167,18 +168,20 @@ class PhaseCoster:
         rss = _peak(s["t"], s["rss"], phase.start, phase.end)
         read = max(0.0, _delta(s["t"], s["read_bytes"], phase.start, phase.end))
         write = max(0.0, _delta(s["t"], s["write_bytes"], phase.start, phase.end))
-        tt, tc = self.thread_cpu(phase.pid, phase.tid)
+        tt, tc, ta = self.thread_cpu(phase.pid, phase.tid)
         thread_cpu = _delta(tt, tc, phase.start, phase.end)
+        thread_active = _delta(tt, ta, phase.start, phase.end) if len(tt) >= 2 else None
         children = 0.0
         for child in self.descendants(phase.pid):
             cs = self.series(child)
             children += _delta(cs["t"], cs["cpu_s"], phase.start, phase.end)
         cost = PhaseCost(phase, float(sampled), float(active), float(waiting), float(stalled), cpu, thread_cpu,
-                         children, int(rss), int(read), int(write), top_wait, reason, stalled_at)
+                         children, int(rss), int(read), int(write), top_wait, reason, stalled_at,
+                         thread_active_s=thread_active)
         extra: dict = {"helper_cpu_s": self.helper_cpu(phase), "role": self.roles.get(phase.pid, ""),
                        "children": sum(1 for p in self.descendants(phase.pid)
                                        if self.roles.get(p) in ("worker", "DataLoader worker"))}
-        if cost.active_s > 0 and cost.thread_cpu_s < STARVED * cost.active_s:
+        if cpu_got(cost) < STARVED:
             extra["holders"] = self.cpu_holders(phase)
         if not (phase.source == "rule" and phase.name in _RULE_PARTS) and i1 - i0 >= 10:
             parts = self.parts.breakdown(nodes, th.w_each[i0:i1], phase.duration)
@@ -217,7 +220,7 @@ class PhaseCoster:
         """CPU seconds, in the phase, of the process's threads that run no Python (torch's intra-op pool)."""
         total = 0.0
         for tid in self.helper_tids(phase.pid):
-            tt, tc = self.thread_cpu(phase.pid, tid)
+            tt, tc, _ = self.thread_cpu(phase.pid, tid)
             total += _delta(tt, tc, phase.start, phase.end)
         return max(0.0, total)
 
@@ -246,7 +249,7 @@ class PhaseCoster:
             used = _delta(s["t"], s["cpu_s"], phase.start, phase.end)
             everything += max(0.0, used)
             if pid == phase.pid:
-                tt, tc = self.thread_cpu(phase.pid, phase.tid)
+                tt, tc, _ = self.thread_cpu(phase.pid, phase.tid)
                 used -= _delta(tt, tc, phase.start, phase.end)
                 helpers = min(max(0.0, used), self.helper_cpu(phase))
                 if helpers > 0.05 * wall:
@@ -313,6 +316,15 @@ def _peak(t: np.ndarray, values: np.ndarray, start: float, end: float) -> float:
     return float(values[i0:i1].max()) if i1 > i0 else 0.0
 
 
+COUNTER_SPAN_S = 0.3
+"""Shortest phase whose process CPU, from counters read at 10 Hz, is worth saying."""
+
+def cpu_got(c: PhaseCost) -> float:
+    """Of the time the thread wanted a CPU, the share it ran: one counter over the other, cut alike."""
+    wanted = c.thread_active_s if c.thread_active_s is not None else c.active_s
+    return c.thread_cpu_s / wanted if wanted > 0 else 1.0
+
+
 def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> tuple[str, str]:
     """(kind, words): the bottleneck of one phase, named with the numbers that show it.
 
@@ -331,24 +343,26 @@ def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> 
     parts = extra.get("breakdown") or {}
     if running >= CPU_BOUND:
         cores = c.cpu_s / wall if wall > 0 else 0.0
-        got = c.thread_cpu_s / c.active_s if c.active_s > 0 else 1.0
+        got = cpu_got(c)
         if got < STARVED:
             holders = extra.get("holders") or {}
-            wanted = f"the thread wanted a CPU {running:.0%} of {wall:.1f} s but ran only {got:.0%} of that"
+            wanted = f"the thread wanted a CPU {running:.0%} of {_dur(wall)} but ran only {got:.0%} of that"
             idle = holders.get("cores", 0) - holders.get("busy", holders.get("cores", 0))
             if "busy" in holders and idle >= IDLE_CORE:
                 # Not starved: a core sat idle. Something other than the machine's load holds it back.
                 return "limited", (f"CPU-limited: {wanted}, while the machine had {idle:.1f} of its "
                                    f"{holders['cores']} cores idle: a CPU quota (cgroup) or affinity holds it back")
             return "starved", f"CPU-starved: {wanted}; {_holders_words(holders)}"
-        return "cpu", (f"CPU-bound: the thread ran {running:.0%} of {wall:.1f} s; "
+        if wall < COUNTER_SPAN_S:  # the process's counter, read at 10 Hz, cannot say what a 17 ms phase used
+            return "cpu", f"CPU-bound: the thread ran {running:.0%} of {_dur(wall)}"
+        return "cpu", (f"CPU-bound: the thread ran {running:.0%} of {_dur(wall)}; "
                        f"the process used {cores:.1f} cores")
     if parts and parts.get(INPUT, 0.0) >= INPUT_WAIT * sum(parts.values()):
         share = parts[INPUT] / sum(parts.values())
-        return "input", (f"input-bound: waited {share:.0%} of {wall:.1f} s for the next batch "
+        return "input", (f"input-bound: waited {share:.0%} of {_dur(wall)} for the next batch "
                          f"while its workers used {c.children_cpu_s / wall:.1f} cores")
     if stalled >= STALLED and helpers >= HELPERS * c.stalled_s and c.stalled_s > 0:
-        return "helpers", (f"computing on torch's intra-op threads: the thread sat {stalled:.0%} of {wall:.1f} s in "
+        return "helpers", (f"computing on torch's intra-op threads: the thread sat {stalled:.0%} of {_dur(wall)} in "
                            f"{_function(c.stalled_at) or 'a native call'} while the process's non-Python threads "
                            f"used {helpers:.1f} CPU s ({helpers / wall:.1f} cores)")
     if stalled >= STALLED and others_active_s > 0.2 * wall:
@@ -356,18 +370,18 @@ def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> 
                        f"while its other threads ran {others_active_s:.1f} s")
     if (waiting + stalled >= INPUT_WAIT and c.wait_reason == "DataLoader wait"
             and c.waiting_s >= INPUT_WAIT * s):
-        return "input", (f"input-bound: waited {waiting:.0%} of {wall:.1f} s for the next batch "
+        return "input", (f"input-bound: waited {waiting:.0%} of {_dur(wall)} for the next batch "
                          f"while its workers used {c.children_cpu_s / wall:.1f} cores")
     role = extra.get("role", "")
     if role in (DATALOADER, "worker") and waiting >= WAITING and c.wait_reason in TASK_WAITS:
         consumer = "the main process takes batches" if role == DATALOADER else "its parent hands out tasks"
-        return "idle", (f"idle, waiting for work: waited {waiting:.0%} of {wall:.1f} s in "
+        return "idle", (f"idle, waiting for work: waited {waiting:.0%} of {_dur(wall)} in "
                         f"{c.top_wait or 'its task queue'}; {consumer} slower than it could serve them")
     if waiting >= WAITING and children_move(c.wait_reason, c.children_cpu_s, wall):
         # The same rule as the stuck judgement: a wait its children end, while they compute, is progress.
         kids = extra.get("children", 0)
         whom = f"its {kids} worker processes" if kids else "its worker processes"
-        return "input", (f"waiting on {whom}: waited {waiting:.0%} of {wall:.1f} s in {c.top_wait or 'a wait'} "
+        return "input", (f"waiting on {whom}: waited {waiting:.0%} of {_dur(wall)} in {c.top_wait or 'a wait'} "
                          f"while they used {c.children_cpu_s / wall:.1f} cores")
     if waiting + stalled >= INPUT_WAIT and c.children_cpu_s >= BUSY_CHILDREN * wall:
         return "input", (f"waiting on its worker processes (input): waited {waiting + stalled:.0%} of the time "
@@ -376,13 +390,18 @@ def verdict(c: PhaseCost, others_active_s: float, extra: dict | None = None) -> 
         return "io", (f"I/O-bound: {io_rate / 1e6:.0f} MB/s read+written, the thread waited {waiting:.0%} "
                       f"of the time in {c.top_wait or 'IO'}")
     if waiting >= WAITING:
-        return "blocked", f"blocked: waited {waiting:.0%} of {wall:.1f} s in {c.top_wait or 'a wait'}"
+        return "blocked", f"blocked: waited {waiting:.0%} of {_dur(wall)} in {c.top_wait or 'a wait'}"
     if stalled >= STALLED:
         # Idle in a line that is no known wait, with no other thread running: a blocking native call.
-        return "blocked", (f"blocked: idle {stalled:.0%} of {wall:.1f} s in a native call "
+        return "blocked", (f"blocked: idle {stalled:.0%} of {_dur(wall)} in a native call "
                            f"({c.stalled_at or 'unknown'}); no other thread of the process computed meanwhile "
                            f"({helpers:.1f} CPU s)")
     return "mixed", f"mixed: ran {running:.0%}, waited {waiting:.0%}, stalled {stalled:.0%}"
+
+
+def _dur(seconds: float) -> str:
+    """A phase's length in words: '1.4 s', or '15 ms' for one too short for a tenth of a second."""
+    return f"{seconds:.1f} s" if seconds >= 0.095 else f"{seconds * 1000:.0f} ms"
 
 
 def _function(where: str) -> str:

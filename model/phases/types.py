@@ -61,3 +61,8 @@ class PhaseCost:
     verdict: str = ""
     verdict_kind: str = ""
     extra: dict = field(default_factory=dict)
+    thread_active_s: float | None = None
+    """What the thread's own kernel counter says it spent running or waiting for a CPU in the interval,
+    cut by time as `thread_cpu_s` is (None: not read). `active_s` comes from the samples, which place
+    a short burst's time on its own stack (model.activity): the two differ in phases shorter than the
+    counter's 0.1 s readings, so only the counters are compared with each other."""
