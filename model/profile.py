@@ -84,6 +84,10 @@ class Profile:
         """What reading this profile from a file survived (a torn last chunk, a damaged one)."""
         self._recent_active: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self._activity = ActivitySplit(self.stacks)
+        self._threads_read: dict[int, set[int]] = {}
+        """Per process, the threads its last reading had."""
+        self._thread_ended: dict[tuple[int, int], float] = {}
+        """When a thread ended, by the readings: midway between the last that had it and the first that did not."""
         self.last_resource_time = 0.0
         self.taken_at: float | None = None
         """For a frozen picture (`freeze`), when it was taken: its clock stops there."""
@@ -112,6 +116,7 @@ class Profile:
             picture.warnings = list(self.warnings)
             picture._recent_active = {}
             picture._activity = ActivitySplit(picture.stacks)
+            picture._threads_read, picture._thread_ended = {}, {}
             picture._lives = {}
             picture.last_resource_time = self.last_resource_time
             picture.taken_at = time.time()
@@ -197,6 +202,11 @@ class Profile:
         nodes_of: dict[tuple[int, ...], int] = {}
         parts: list[tuple[ThreadSamples, np.ndarray, np.ndarray]] = []
         for ts in batch.threads:
+            ended = self._thread_ended.get((ts.pid, ts.tid))
+            if ended is not None and len(ts.times) and ts.times[-1] >= ended:
+                keep = ts.times < ended
+                ts = replace(ts, times=ts.times[keep], weights=ts.weights[keep],
+                             stacks=[stack for stack, kept in zip(ts.stacks, keep.tolist()) if kept])
             if len(ts.times) == 0:
                 continue
             # A thread's samples repeat a few stack objects (a stretch of one stack, a cached tuple):
@@ -303,6 +313,7 @@ class Profile:
             info.create_time = p.create_time
             if p.cmdline:
                 info.cmdline = list(p.cmdline)
+            self._note_thread_ends(p.pid, set(p.thread_times), batch.t)
             for tid, (cpu_s, active_s) in p.thread_times.items():
                 pids.append(p.pid)
                 tids.append(tid)
@@ -323,6 +334,19 @@ class Profile:
         self.process_series.thin()
         self.thread_series.thin()
 
+    def _note_thread_ends(self, pid: int, tids: set[int], t: float) -> None:
+        """A thread read before and missing from this reading ended in between: py-spy keeps its last
+        stack open until its window closes, so its samples past then are cut (`_ingest_stacks`)."""
+        before = self._threads_read.get(pid, set())
+        if tids:  # an empty reading is a failed read, not every thread ending
+            for tid in before - tids:
+                recent = self._recent_active.get((pid, tid))
+                if recent:
+                    self._thread_ended[(pid, tid)] = (recent[-1][0] + t) / 2
+            for tid in tids - before:
+                self._thread_ended.pop((pid, tid), None)  # a thread id handed out again
+            self._threads_read[pid] = tids
+
     def _forget_stale_threads(self, now: float) -> None:
         """Drop join state of threads unread for a while: their last windows are in by then."""
         if len(self._recent_active) < 256:
@@ -331,6 +355,7 @@ class Profile:
         for key in stale:
             del self._recent_active[key]
             self._activity.forget(key)
+            self._thread_ended.pop(key, None)
 
     def _ingest_ended(self, ended: ProcessEnded) -> None:
         info = self.processes.get(ended.pid)
