@@ -25,6 +25,10 @@ from gradetop.model.records import StackBatch, ThreadSamples
 
 WAKE_CHECK_S = 0.05
 """How often a quiet or parked child's counters are read."""
+PARK_AFTER_S = 1.0
+"""A quiet child none of whose threads ran for this long is parked, however long its window."""
+PARK_CHECK_S = 0.25
+"""How often, after that, a quiet window reads whether its child ran at all (every thread's schedstat)."""
 WAKE_SPAN_S = 0.5
 """Over how long a quiet child must run more than its share to wake: the kernel charges CPU in 10 ms
 ticks, and one tick in one check would wake a worker for each 1 ms task."""
@@ -40,16 +44,23 @@ def ran_little(pid: int, since: float, cpu_then: float | None, share: float) -> 
 
 
 def wait_while_quiet(pid: int, since: float, cpu_then: float | None, until: float, share: float,
-                     stop: threading.Event, ended: threading.Event) -> tuple[bool, float | None]:
-    """Wait until `until` unless the quiet process wakes (runs more than `share` of a core).
+                     stop: threading.Event, ended: threading.Event,
+                     run_ns_then: int | None = None) -> tuple[bool, float | None]:
+    """Wait until `until` unless the quiet process wakes (runs more than `share` of a core), or has not
+    run at all for PARK_AFTER_S since `since` (when it had run `run_ns_then`): then it may be parked.
 
     (True, None) when sampling should stop (asked to, or the window ended by itself); (False, t) when
-    it woke, t the last reading that found it quiet; (False, None) at `until`."""
+    it woke, t the last reading that found it quiet; (False, None) at `until`, or asleep."""
     readings = [(since, cpu_then)]
+    asleep_check = since + PARK_AFTER_S
     while (left := until - time.time()) > 0:
         if stop.wait(min(WAKE_CHECK_S, left)) or ended.is_set():
             return True, None
         now, cpu = time.time(), process_cpu_s(pid)
+        if run_ns_then is not None and now >= asleep_check:
+            if process_run_ns(pid) == run_ns_then:
+                return False, None
+            asleep_check = now + PARK_CHECK_S
         quiet_at = readings[-1][0]
         readings = [r for r in readings if now - r[0] <= WAKE_SPAN_S + WAKE_CHECK_S / 2] + [(now, cpu)]
         then, before = readings[0]
@@ -58,24 +69,29 @@ def wait_while_quiet(pid: int, since: float, cpu_then: float | None, until: floa
     return ended.is_set(), None
 
 
-def wait_while_asleep(pid: int, since: float, every_s: float, stop: threading.Event,
+def wait_while_asleep(pid: int, since: float, ran: int, every_s: float, stop: threading.Event,
                       cover: Callable[[float, float], None]) -> float | None:
-    """While no thread of `pid` runs, from `since`: `cover(t0, t1)` each `every_s` and at the end.
+    """While no thread of `pid` runs (it had run `ran` ns, still so at `since`): `cover(t0, t1)` each
+    `every_s` and at the end.
 
-    The last time it was found asleep once it runs again; None when sampling stops or it cannot be read."""
-    ran = process_run_ns(pid)
+    When it woke, once it runs again: what it has run since says how long ago, at the latest (a
+    window's flush can take a few tenths of a second at 10 Hz, and it may wake meanwhile). None when
+    sampling stops or it ended."""
     asleep_at = covered_to = since
-    while ran is not None:
-        if stop.wait(WAKE_CHECK_S):
-            break
+    while not stop.is_set():
         now, run_ns = time.time(), process_run_ns(pid)
+        if run_ns is None:  # it ended asleep: its last stacks stand to its end
+            cover(covered_to, now)
+            return None
         if run_ns != ran:
-            cover(covered_to, asleep_at)
-            return asleep_at if run_ns is not None else None
+            woke = min(now, max(asleep_at, now - (run_ns - ran) / 1e9))
+            cover(covered_to, woke)
+            return woke
         asleep_at = now
         if now - covered_to >= every_s:  # its samples reach the model as often as a window's would
             cover(covered_to, now)
             covered_to = now
+        stop.wait(WAKE_CHECK_S)
     cover(covered_to, asleep_at)
     return None
 
@@ -89,6 +105,8 @@ def parked_batch(pid: int, last: LastStacks, t0: float, t1: float, rate_hz: floa
     step = (t1 - t0) / count
     times = t0 + (np.arange(count) + 0.5) * step
     weights = np.full(count, step, dtype=np.float32)
+    # A thread that ended meanwhile has no more samples; if the whole process ended, all lived to its end.
+    gone = not os.path.exists(f"/proc/{pid}")
     threads = [ThreadSamples(p, tid, name, times.copy(), weights.copy(), [stack] * count)
-               for p, tid, name, stack in stacks if os.path.exists(f"/proc/{pid}/task/{tid}")]
+               for p, tid, name, stack in stacks if gone or os.path.exists(f"/proc/{pid}/task/{tid}")]
     return StackBatch(pid, t0, t1, 0, frames, threads, {}, rate_hz, parked=True)
