@@ -89,6 +89,25 @@ def _quiet_env(monkeypatch):
     monkeypatch.delenv("GRADETOP_DEBUG", raising=False)
 
 
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill a workload and every process under it: a pool's workers outlive a killed parent (they wait
+    on a queue whose other end they hold themselves), and pile up over a run of the suite."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    proc.kill()
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    proc.wait()
+    psutil.wait_procs(children, timeout=5)
+
+
 def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie does not)."""
     import psutil

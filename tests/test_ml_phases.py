@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import WORKLOADS, gradetop
+from conftest import WORKLOADS, gradetop, kill_tree
 from gradetop.model.phase_costs import cost_phases
 from gradetop.model.phase_summary import covered_s, summarize
 from gradetop.model.phases import all_phases, rule_phases
@@ -434,8 +434,7 @@ def test_dump_calls_a_parent_of_busy_workers_waiting_not_stuck(ptrace):
         assert result.returncode == 0, result.stderr
         out = json.loads(result.stdout)
     finally:
-        proc.kill()
-        proc.wait()
+        kill_tree(proc)
     assert out["stuck"] == [], out["stuck"]
     (main,) = [p for p in out["processes"] if p["pid"] == proc.pid]
     waiting = [t for t in main["threads"] if t["waiting_on"]]

@@ -20,5 +20,6 @@ def beta(seconds):
 
 
 if __name__ == "__main__":
+    time.sleep(0.3)  # a sampler that starts this program (py-spy record -- ...) finds its interpreter first
     alpha(float(sys.argv[1]))
     beta(float(sys.argv[2]))
