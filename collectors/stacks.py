@@ -111,7 +111,8 @@ class _Window:
     t_exec: float | None = None
     """When py-spy was exec'd: its Chrome trace's clock starts (ts 0) within a millisecond or two."""
     t_start: float = 0.0
-    """When py-spy said it was sampling: its first tick, on our clock."""
+    """When we read py-spy's 'Sampling' line: the window's samples start here (a previous window's
+    end); its first tick comes after, an exponential wait of one tick on average."""
     t_from: float = 0.0
     """Where this window's samples begin: its first tick, or earlier where a quiet window handed over."""
     t_end: float = 0.0

@@ -10,13 +10,12 @@ A thread whose stack is in a known wait (`time.sleep`, a lock, a queue's
 get: model.waits) does not run there, so the counter's seconds go first to
 the samples that are not in one, each up to its own wall time, and only what
 is left to the waits, over a whole window (0.5 s). Which ticks catch a
-short burst is chance, and a loop that beats with the sampler is caught in
-runs: a window can miss every burst, so up to CARRY_S of what its busy
-samples could not hold waits for the next window's. The same loop now reads
-0.63-0.78 s `crunch` of 0.80 at 100 Hz and 0.69-0.78 s at 250 Hz, and at
-most its sleep's own CPU in `nap`. What is left is the sampler's: py-spy
-alone reads 0.73-0.79 s at 100 Hz, and a burst is seen only from the first
-tick after the thread's frame changed.
+short burst is chance (py-spy's ticks come at exponential intervals), and a
+window can miss every burst of a 10%-busy loop, so up to CARRY_S of what its
+busy samples could not hold waits for the next window's. The same loop now
+reads 0.63-0.73 s `crunch` of 0.80 at 100 Hz and 0.69-0.78 s at 250 Hz, and
+at most its sleep's own CPU in `nap`. What is left is the sampler's: py-spy
+alone reads 0.73-0.79 s at 100 Hz.
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ from gradetop.model.stacks import StackTable
 from gradetop.model.waits import wait_reason
 
 CARRY_S = 0.1
-"""Most kernel seconds a thread may hold for its busy samples of the next windows: a loop that beats with the
-sampler is caught in runs, and a window can miss every burst of a 10%-busy loop."""
+"""Most kernel seconds a thread may hold for its busy samples of the next windows: a second's worth of a
+10%-busy loop, whose bursts chance can leave uncaught for a whole window."""
 
 
 def node_wait_reason(stacks: StackTable, node: int, active: bool | None = None) -> str | None:
