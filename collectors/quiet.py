@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from gradetop.collectors.exits import EXITS
 from gradetop.collectors.procfs import process_cpu_s, process_run_ns
 from gradetop.model.records import StackBatch, ThreadSamples
 
@@ -80,8 +81,9 @@ def wait_while_asleep(pid: int, since: float, ran: int, every_s: float, stop: th
     asleep_at = covered_to = since
     while not stop.is_set():
         now, run_ns = time.time(), process_run_ns(pid)
-        if run_ns is None:  # it ended asleep: its last stacks stand to its end
-            cover(covered_to, now)
+        if run_ns is None:  # it ended asleep: its last stacks stand to its end (the kernel's word, if watched)
+            ended = EXITS.exited_at(pid, wait_s=0.1) or now
+            cover(covered_to, min(now, max(asleep_at, ended)))
             return None
         if run_ns != ran:
             woke = min(now, max(asleep_at, now - (run_ns - ran) / 1e9))
