@@ -20,6 +20,9 @@ RULE_GAP_S = 0.05
 MIN_SAMPLES = 2
 """A rule phase needs this many samples: one sample's jitter (a tick that caught backward calling a module
 hook, a timestamp a few ms off) is never a phase of its own."""
+MIN_TICKS = 1.5
+"""...and lasts this many ticks: py-spy's stretches become samples of at most a tick, so a stack seen for
+just over one tick (a 10.8 ms 'backward' nested in 'forward' at 100 Hz) is two samples, and no phase."""
 
 
 def rule_phases(profile: Profile, rules: tuple[Rule, ...] = BUILTIN_RULES) -> list[Phase]:
@@ -35,9 +38,10 @@ def rule_phases(profile: Profile, rules: tuple[Rule, ...] = BUILTIN_RULES) -> li
     if not any(paths):
         return []
     phases: list[Phase] = []
+    min_s = MIN_TICKS / (profile.meta.rate_hz or 100.0)
     for thread in thread_slices(profile.timeline, single_only=True):
         labels = [paths[int(s)] for s in profile.timeline.stack[thread.idx]]
-        _RuleCut(rules, thread, labels, phases).runs(0, len(labels), level=0, prefix=())
+        _RuleCut(rules, thread, labels, phases, min_s).runs(0, len(labels), level=0, prefix=())
     return phases
 
 
@@ -76,6 +80,8 @@ class _RuleCut:
     thread: ThreadSlice
     labels: list[tuple[int, ...]]
     out: list[Phase]
+    min_s: float = 0.0
+    """Shortest phase: MIN_TICKS of the asked rate (a stretch just over a tick is two samples)."""
 
     def runs(self, lo: int, hi: int, level: int, prefix: tuple[int, ...]) -> None:
         """Contiguous runs of one rule at `level` in samples [lo, hi) become phases; each run is cut at the next level."""
@@ -105,6 +111,8 @@ class _RuleCut:
         t, w = self.thread.t, self.thread.w
         start = float(t[i0] - w[i0] / 2)
         end = float(t[i1 - 1] + w[i1 - 1] / 2)
+        if end - start < self.min_s:
+            return
         names = [self.rules[r].name for r in prefix + (rule,)]
         self.out.append(Phase(names[-1], "/".join(names), "rule", self.thread.pid, self.thread.tid, start, end, level))
         self.runs(i0, i1, level + 1, prefix + (rule,))
