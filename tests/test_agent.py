@@ -28,6 +28,7 @@ from gradetop.collectors.agent import AgentServer, Hub
 from gradetop.collectors.remote import AgentError, RemoteOptions, RemoteSession
 from gradetop.model.merge import PID_STRIDE
 from gradetop.model.profile import Profile, ProfileMeta
+from gradetop.model.ranks import MIN_SECONDS
 from gradetop.model.records import ProcessReading, ResourceBatch, StackBatch, ThreadSamples
 from gradetop.model.report import build_report
 from gradetop.model.snapshot import load
@@ -240,10 +241,18 @@ def test_two_agents_on_a_two_rank_job_merge_in_one_view(tmp_path, ptrace):
         def both_ranks_ran_their_phases() -> bool:
             with viewer.profile.lock:
                 ranks = {p.rank for p in viewer.profile.processes.values() if p.sampled}
-                ended = Counter((m.pid // PID_STRIDE, m.name) for m in viewer.profile.marks if m.kind == "E")
-            # A few steps each (not just the first): enough compute on both ranks for the skew to be judged,
-            # however slowly a loaded machine starts the job.
-            return {0, 1} <= ranks and all(ended[(r, name)] >= 3 for r in (0, 1) for name in ("compute", "allreduce"))
+                marks = sorted(viewer.profile.marks, key=lambda m: m.t)
+            # Each rank's seconds in `compute` so far, from its marker pairs: the skew is judged only on a
+            # phase some rank spent MIN_SECONDS in, and rank 1's stop at the kill below (rank 0 goes on
+            # 1.5 s more: 0.3-0.6 s of compute on a loaded machine, short of it) must not leave it unjudged.
+            began: dict[int, float] = {}
+            seconds = Counter()
+            for m in marks:
+                if m.name == "compute" and m.kind == "B":
+                    began[m.pid // PID_STRIDE] = m.t
+                elif m.name == "compute" and m.kind == "E" and m.pid // PID_STRIDE in began:
+                    seconds[m.pid // PID_STRIDE] += m.t - began.pop(m.pid // PID_STRIDE)
+            return {0, 1} <= ranks and all(seconds[r] >= 2 * MIN_SECONDS for r in (0, 1))
 
         wait_for(both_ranks_ran_their_phases, timeout=150, what="both ranks sampled, with their phases")
         # Kill agent 1 mid-run (SIGKILL: no goodbye): its data stays and it is marked gone.
