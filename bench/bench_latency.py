@@ -36,7 +36,8 @@ import numpy as np
 from _machine import ForeignLoad, describe
 import gradetop.collectors.monitor as monitor_module
 from gradetop.collectors.monitor import Monitor
-from gradetop.collectors.stacks import StackOptions, StackSampler
+from gradetop.collectors.stacks import StackSampler
+from gradetop.collectors.window import StackOptions
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import StackBatch
 

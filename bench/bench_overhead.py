@@ -64,7 +64,7 @@ def commands(work: int, child: bool, rate: int, tmp: str, same_args: bool) -> di
     sub = ["-s"] if child else []  # py-spy alone samples the child too, as gradetop does by default
     if same_args:
         # Exactly what gradetop's windows ask py-spy for (StackOptions.args), in one long recording.
-        from gradetop.collectors.stacks import StackOptions
+        from gradetop.collectors.window import StackOptions
 
         c = [pyspy, *StackOptions(rate_hz=rate, blocking=False).args(), *sub]
         d = [pyspy, *StackOptions(rate_hz=rate, blocking=True).args(), *sub]

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from gradetop.collectors.stacks import StackOptions
+from gradetop.collectors.window import StackOptions
 from gradetop.model.profile import Profile
 from gradetop.model.records import StackBatch, ThreadSamples
 from gradetop.model.views import ViewFilter, view_data

@@ -11,13 +11,16 @@ from gradetop.cli.record import (
     add_hosts_arguments,
     add_output_arguments,
     add_sampling_arguments,
+    checked_options,
     keep,
     pid_number,
     remote_session,
     session_options,
 )
-from gradetop.collectors.session import Session, TargetError
-from gradetop.collectors.target import shell_status
+from gradetop.collectors.launch import launch
+from gradetop.collectors.target import TargetError, shell_status
+
+# The session, the model and the UI load after a command has started (collectors.launch).
 
 
 def add_run_arguments(parser) -> None:
@@ -60,12 +63,25 @@ def run(args) -> int:
     require_terminal("run")
     if args.hosts or args.hostfile:
         return run_hosts(args)
-    return watch(lambda options: Session.spawn(args.command, options, mode="run", capture_output=True), args)
+    return watch_command(args.command, args, "run")
 
 
-def watch(make_session, args) -> int:
+def watch_command(command: list[str], args, mode: str) -> int:
+    """Start `command` and watch it: it starts (its first py-spy window too) before the session and the UI load."""
+    values = checked_options(args)
+    try:
+        launched = launch(command, values["stacks"], capture_output=True)
+    except TargetError as exc:
+        raise UserError(str(exc)) from None
+    from gradetop.collectors.session import Session, SessionOptions
+
+    return watch(lambda options: Session.spawn(command, options, mode=mode, capture_output=True, launched=launched),
+                 args, SessionOptions(**values))
+
+
+def watch(make_session, args, options=None) -> int:
     """Start a session under the UI; when the UI goes (by q, a signal, or a crash), end it and say what is left."""
-    options = session_options(args)
+    options = options or session_options(args)
     try:
         session = make_session(options)
     except TargetError as exc:
@@ -130,6 +146,8 @@ def attach(args) -> int:
         pid = PickerApp(python_processes).run()
         if pid is None:
             return 0
+    from gradetop.collectors.session import Session
+
     return watch(lambda options: Session.attach(pid, options), args)
 
 
@@ -156,4 +174,4 @@ def open_diff(profile, path: str, other: str) -> int:
 
 
 def demo_live(args, command: list[str]) -> int:
-    return watch(lambda options: Session.spawn(command, options, mode="demo", capture_output=True), args)
+    return watch_command(command, args, "demo")

@@ -11,11 +11,12 @@ import time
 
 from gradetop.cli.errors import EXIT_ERROR, EXIT_PARTIAL, UserError, say
 from gradetop.cli.progress import progress_bar
-from gradetop.collectors.session import Session, SessionOptions, TargetError, default_output, fallback_path
-from gradetop.collectors.stacks import StackOptions
-from gradetop.collectors.target import shell_status
+from gradetop.collectors.launch import launch
+from gradetop.collectors.target import TargetError, shell_status
+from gradetop.collectors.window import StackOptions
 from gradetop.model.rules import RulesError, load_rules, rules_to_data
-from gradetop.model.snapshot import save
+
+# The session, the model and numpy load in `run`, after the command has started (collectors.launch).
 
 
 def add_arguments(parser) -> None:
@@ -123,14 +124,22 @@ def stack_options(args) -> StackOptions:
     return StackOptions(rate_hz=args.rate, subprocesses=args.subprocesses, native=args.native, blocking=args.blocking)
 
 
-def session_options(args) -> SessionOptions:
+def session_options(args):
     """What every monitoring command shares: sampling, idle, phase rules, where the recording goes."""
+    from gradetop.collectors.session import SessionOptions
+
+    return SessionOptions(**checked_options(args))
+
+
+def checked_options(args) -> dict:
+    """The SessionOptions fields, checked: a bad output path or rules file fails here, before anything runs.
+    Loads no session: `run` starts the command in between (collectors.launch)."""
     output = getattr(args, "output", None)
     save = getattr(args, "save", True)
     if save:
         check_writable(output or os.path.join(os.getcwd(), "gradetop-probe.gtop"))
-    return SessionOptions(stacks=stack_options(args), idle=args.idle, extra=phase_options(args), output=output,
-                          save=save)
+    return {"stacks": stack_options(args), "idle": args.idle, "extra": phase_options(args), "output": output,
+            "save": save}
 
 
 def check_writable(path: str) -> None:
@@ -216,9 +225,15 @@ def run(args) -> int:
         raise UserError("give either --pid or a command after --, not both", code=2)
     if args.pid is None and not args.command:
         raise UserError("nothing to record: give --pid PID or a command after --", code=2)
-    options = session_options(args)
+    values = checked_options(args)
     try:
-        session = Session.attach(args.pid, options) if args.pid is not None else Session.spawn(args.command, options)
+        # The command and its first py-spy window start before the session loads (about 0.1 s sooner).
+        launched = launch(args.command, values["stacks"]) if args.pid is None else None
+        from gradetop.collectors.session import Session, SessionOptions
+
+        options = SessionOptions(**values)
+        session = Session.attach(args.pid, options) if launched is None else \
+            Session.spawn(args.command, options, launched=launched)
     except TargetError as exc:
         raise UserError(str(exc)) from None
     return record(session, args.duration)
@@ -227,7 +242,7 @@ def run(args) -> int:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def record(session: Session, duration: float | None, announce: bool = True) -> int:
+def record(session, duration: float | None, announce: bool = True) -> int:
     """Sample until the target ends, `duration` passes or a signal comes; the recording is on disk all along."""
     stop = threading.Event()
     # Held until the last line is said: a second Ctrl-C or SIGTERM while the file is written (or just
@@ -240,13 +255,15 @@ def record(session: Session, duration: float | None, announce: bool = True) -> i
             signal.signal(sig, handler)
 
 
-def _record(session: Session, duration: float | None, announce: bool, stop: threading.Event) -> int:
+def _record(session, duration: float | None, announce: bool, stop: threading.Event) -> int:
     deadline = None if duration is None else time.monotonic() + duration
     reported: str | None = None
     """The sampler's failure, once said (the session makes a notice of it too: it is not said twice)."""
     told = 0
     try:
         session.start()
+        if session.spawned:
+            session.target.when_ended(stop.set)  # `follow` ends then, not at its next tenth of a second
         if announce and session.writing_to:
             say(f"recording to {session.writing_to}")
 
@@ -301,9 +318,12 @@ def tell_notices(notices: list[str], told: int, said: str | None = None) -> int:
     return len(notices)
 
 
-def keep(session: Session) -> str | None:
+def keep(session) -> str | None:
     """Where the finished recording is. If streaming it failed, save it from memory: in its place, else in a
     new file in the temp folder (never over an existing one). None when nothing could be written."""
+    from gradetop.collectors.session import fallback_path
+    from gradetop.model.snapshot import save
+
     if session.path is None:
         return None
     if session.writer is not None and session.writer.error is None:

@@ -50,7 +50,8 @@ import psutil
 
 from gradetop.collectors.processes import without_gradetop
 from gradetop.collectors.procfs import source_line, thread_cpu_s, zombie_exit
-from gradetop.collectors.pyspy import PySpyMissing, explain_failure, find_pyspy
+from gradetop.collectors.pyspy import explain_failure
+from gradetop.collectors.window import PySpyMissing, find_pyspy
 from gradetop.model.dump_report import DumpResult, FrameReport, ProcessReport, ThreadReport
 from gradetop.model.stuck import ProcessFacts, ThreadFacts, exit_words, judge_processes, judge_thread
 from gradetop.model.waits import Frame

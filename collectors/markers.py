@@ -12,17 +12,11 @@ from collections.abc import Callable
 
 import psutil
 
-from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.model.records import PhaseMark
 from gradetop.phases import ENV
 
 POLL_S = 0.2
-
-
-def new_phase_folder() -> str:
-    """A folder for the markers of a command gradetop starts (pass it as GRADETOP_PHASES)."""
-    return scratch.new_folder("workflow")
 
 
 def phase_folder_of(pid: int) -> str | None:

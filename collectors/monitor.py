@@ -10,6 +10,7 @@ counters (a sample reaches the model at most one window + one reading late).
 from __future__ import annotations
 
 import queue
+import shutil
 from collections import deque
 import threading
 import time
@@ -17,7 +18,8 @@ import time
 from gradetop.collectors.context import context_samplers, stop_all
 from gradetop.collectors.markers import MarkerReader, phase_folder_of
 from gradetop.collectors.resources import ResourceSampler
-from gradetop.collectors.stacks import StackOptions, StackSampler
+from gradetop.collectors.stacks import StackSampler
+from gradetop.collectors.window import StackOptions, Window
 from gradetop.model.profile import Profile
 from gradetop.model.records import ResourceBatch, StackBatch
 
@@ -28,7 +30,8 @@ JOIN_WAIT_S = 1.0
 
 class Monitor:
     def __init__(self, profile: Profile, pid: int, stack_options: StackOptions | None = None,
-                 resource_hz: float = 10.0, stacks: bool = True, phase_folder: str | None = None) -> None:
+                 resource_hz: float = 10.0, stacks: bool = True, phase_folder: str | None = None,
+                 first_window: tuple[Window | None, str] | None = None) -> None:
         self.profile = profile
         self.on_samples = None
         """Called (from the ingest thread) after new samples are in the model: a live UI redraws then."""
@@ -43,6 +46,8 @@ class Monitor:
         self.markers = MarkerReader(folder, self._queue.put) if folder else None
         self.stack_options = stack_options or StackOptions()
         self.sample_stacks = stacks
+        self._first_window = first_window
+        """The target's first py-spy window and its folder, launched before the monitor (collectors.launch)."""
         self.samplers: dict[int, StackSampler] = {}
         """Stack sampler per process id, alive or finished (written by the ingest thread only)."""
         self._samplers_lock = threading.Lock()
@@ -98,8 +103,9 @@ class Monitor:
                 known.stop()
                 self._retired.append(known)
             # Only children may be sampled at a lower rate while quiet: the target's phases need every tick.
+            first, self._first_window = (self._first_window, None) if pid == self.pid else (None, self._first_window)
             sampler = self.samplers[pid] = StackSampler(pid, self._queue.put, self.stack_options, command, born,
-                                                        adaptive=pid != self.pid)
+                                                        adaptive=pid != self.pid, first_window=first)
         sampler.start()
 
     def stop(self) -> None:
@@ -111,6 +117,7 @@ class Monitor:
             sampler.stop()
         for sampler in samplers:
             sampler.join()
+        self._drop_first_window()
         self.resources.stop()
         self.resources.join()
         stop_all(self.context)
@@ -118,7 +125,20 @@ class Monitor:
             self.markers.stop()
             self.markers.join()
         self._ingest_done.set()
+        self._queue.put(None)  # wakes the ingest loop now, not at its next 50 ms timeout
         self._ingest.join()
+
+    def _drop_first_window(self) -> None:
+        """A first window no sampler took (stacks off, or stopped before the start): py-spy and its folder go."""
+        with self._samplers_lock:
+            first, self._first_window = self._first_window, None
+        if first is None:
+            return
+        window, folder = first
+        if window is not None and window.proc.poll() is None:
+            window.proc.kill()
+            window.proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
     def put(self, record) -> None:
         """Hand the model a record from outside the samplers (exit codes, output lines)."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import sys
 
 import numpy as np
 import psutil
@@ -25,21 +23,6 @@ PTRACE_FIX = (
 )
 
 _THREAD_FRAME = re.compile(r"^thread \((\d+|0x[0-9a-fA-F]+)\)(?:: (.*))?$")
-
-
-class PySpyMissing(RuntimeError):
-    pass
-
-
-def find_pyspy() -> str:
-    """The py-spy installed beside this Python (pip puts it there), else the one on PATH."""
-    here = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    if os.access(here, os.X_OK):
-        return here
-    found = shutil.which("py-spy")
-    if found:
-        return found
-    raise PySpyMissing("py-spy is not installed: pip install py-spy")
 
 
 def explain_failure(stderr: str, pid: int) -> tuple[str, str]:

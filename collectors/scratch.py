@@ -14,8 +14,6 @@ import re
 import shutil
 import tempfile
 
-import psutil
-
 _NAME = re.compile(r"^gradetop-(?:workflow|windows)-(\d+)-")
 WORKFLOW_FILE = "workflow.pid"
 """Inside a workflow's folder (its phase markers and output log): the pid of the workflow that
@@ -48,6 +46,8 @@ def remove(path: str | None) -> None:
 
 
 def _alive(pid: int) -> bool:
+    import psutil  # here, not above: a command starts before psutil loads (collectors.launch)
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

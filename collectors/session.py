@@ -28,16 +28,15 @@ from dataclasses import dataclass, field
 
 from gradetop.collectors import scratch
 from gradetop.collectors.autosave import Autosave
-from gradetop.collectors.markers import new_phase_folder
+from gradetop.collectors.launch import Launched, launch
 from gradetop.collectors.monitor import Monitor
-from gradetop.collectors.stacks import StackOptions
+from gradetop.collectors.window import StackOptions, Window
 from gradetop.collectors.target import Target, TargetError, shell_status
 from gradetop.model.processes import PID_STRIDE
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import ProcessEnded
 from gradetop.model.snapshot import SnapshotWriter, save
 from gradetop.model.source import SourceState
-from gradetop.phases import ENV
 
 __all__ = ["Session", "SessionOptions", "TargetError", "default_output"]
 
@@ -93,7 +92,8 @@ class Session(Recorded):
     live = True
 
     def __init__(self, target: Target, options: SessionOptions, mode: str,
-                 phase_folder: str | None = None, log_path: str | None = None) -> None:
+                 phase_folder: str | None = None, log_path: str | None = None,
+                 first_window: tuple[Window | None, str] | None = None, started: float | None = None) -> None:
         self.target = target
         self.spawned = target.spawned
         self.options = options
@@ -101,9 +101,11 @@ class Session(Recorded):
         self.log_path = log_path
         meta = ProfileMeta(rate_hz=options.stacks.rate_hz, command=target.command, target_pid=target.pid, mode=mode,
                            options={"idle": options.idle, "native": options.stacks.native,
-                                    "blocking": options.stacks.blocking, **options.extra})
+                                    "blocking": options.stacks.blocking, **options.extra},
+                           **({"start_time": started} if started is not None else {}))
         self.profile = Profile(meta)
-        self.monitor = Monitor(self.profile, target.pid, options.stacks, phase_folder=phase_folder)
+        self.monitor = Monitor(self.profile, target.pid, options.stacks, phase_folder=phase_folder,
+                               first_window=first_window)
         verb = mode if target.spawned else "attach"
         self.title = f"{verb}: {' '.join(target.command) or target.pid} (pid {target.pid})"
         self.path: str | None = (options.output or default_output(target.pid)) if options.save else None
@@ -121,32 +123,15 @@ class Session(Recorded):
 
     @classmethod
     def spawn(cls, command: list[str], options: SessionOptions, mode: str = "record",
-              capture_output: bool = False) -> "Session":
-        """Start `command` under gradetop. With `capture_output` (the UI), its output goes to a log
-        file that it keeps writing after a detach; without, it shares gradetop's terminal and dies
-        with gradetop."""
-        scratch.sweep()
-        # One scratch folder per workflow: its phase markers and its output log, kept while it runs.
-        folder = new_phase_folder()
-        log_path = os.path.join(folder, "output.log") if capture_output else None
-        holder: list[Profile] = []
-        early: list = []
-
-        def on_output(line) -> None:
-            # Lines can come before the profile exists; keep them until it does.
-            (holder[0].ingest(line) if holder else early.append(line))
-
-        try:
-            target = Target.spawn(command, env={ENV: folder}, on_output=on_output if capture_output else None,
-                                  log_path=log_path, die_with_gradetop=not capture_output)
-        except TargetError:
-            scratch.remove(folder)
-            raise
-        scratch.claim(folder, target.pid)
-        session = cls(target, options, mode, phase_folder=folder, log_path=log_path)
-        holder.append(session.profile)
-        for line in early:
-            session.profile.ingest(line)
+              capture_output: bool = False, launched: Launched | None = None) -> "Session":
+        """Start `command` under gradetop, or take over one `launch` started already (the fast way: it
+        ran while this module loaded). With `capture_output` (the UI), its output goes to a log file that
+        it keeps writing after a detach; without, it shares gradetop's terminal and dies with gradetop."""
+        launched = launched or launch(command, options.stacks, capture_output)
+        session = cls(launched.target, options, mode, phase_folder=launched.phase_folder,
+                      log_path=launched.log_path, first_window=(launched.first_window, launched.window_folder),
+                      started=launched.started)
+        launched.output.deliver_to(session.profile.ingest)
         return session
 
     @classmethod

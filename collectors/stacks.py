@@ -23,14 +23,12 @@ thread 100 times a second, which slows many-threaded torch jobs 5-15x.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import psutil
 
@@ -38,93 +36,24 @@ from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.exits import EXITS
 from gradetop.collectors.procfs import process_cpu_s, process_run_ns
-from gradetop.collectors.pyspy import explain_failure, find_pyspy, last_change_s, parse_chrometrace
+from gradetop.collectors.pyspy import explain_failure, last_change_s, parse_chrometrace
 from gradetop.collectors.quiet import (PARK_AFTER_S, LastStacks, parked_batch, ran_little, wait_while_asleep,
                                       wait_while_quiet)
+from gradetop.collectors.window import StackOptions, Window, launch
 from gradetop.model.records import SamplerNote
-
-ORPHAN_LIMIT_S = 3
-"""Every window is started with py-spy's own --duration of this: we end it long before (a window
-lasts 0.5 s, its successor attaches in well under a second even on a loaded machine), and if
-gradetop dies (killed, terminal gone) it samples at most this long for nobody. (PR_SET_PDEATHSIG would need a
-preexec_fn: 4 ms a launch, and unsafe in a threaded program.)"""
 
 START_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 """A young interpreter is not readable at once (PYSPY.md): retry before saying 'not Python'."""
-_TRACES = re.compile(r"Samples: (\d+)")
-
-
-@dataclass
-class StackOptions:
-    rate_hz: float = 100.0
-    window_s: float = 0.5
-    subprocesses: bool = True
-    """Sample the children of the target too (the monitor's job: each gets its own sampler)."""
-    native: bool = False
-    blocking: bool = False
-    lead_s: float = 0.05
-    """How long before a window's end the next one is started. py-spy attaches in 10-15 ms, and a window
-    runs on until the next one samples, so a longer lead only samples the same time twice (0.15 s: 6.3%
-    of window time sampled twice, 2.7 launches a second; 0.05 s: 5.0%, 2.1)."""
-    quiet_hz: float = 10.0
-    """The rate for a quiet child (0: never lower the rate)."""
-    quiet_cpu: float = 0.05
-    """A child is quiet when it ran less than this share of a core through its last window."""
-    quiet_window_s: float = 2.0
-    """A quiet child's window: each launch costs py-spy about 8 ms of CPU, so a quiet child's samples
-    arrive up to 2 s after they were taken. It ends early when the child runs again (within ~0.1 s),
-    or once it has not run at all for a second (then it is parked)."""
-
-    @property
-    def lowers_rate(self) -> bool:
-        return 0 < self.quiet_hz < self.rate_hz
-
-    def args(self, rate_hz: float | None = None) -> list[str]:
-        # Current line numbers (not -F's first lines): the line a thread waits on tells what it
-        # waits for (a `with lock:` leaves no frame of its own), and the flame shows where in a
-        # function the time goes. Function-level views merge a function's lines.
-        rate = max(1, int(round(rate_hz or self.rate_hz)))
-        # Chrome trace: each stack change with the time py-spy saw it (speedscope has no times).
-        args = ["record", "-f", "chrometrace", "--idle", "-t", "-r", str(rate), "-d", str(ORPHAN_LIMIT_S)]
-        if self.native:
-            args.append("-n")
-        if not self.blocking:
-            args.append("--nonblocking")
-        return args
-
-
-@dataclass
-class _Window:
-    proc: subprocess.Popen
-    output: str
-    stderr_path: str
-    rate_hz: float
-    quiet: bool = False
-    cpu_at_launch: float | None = None
-    run_ns_at_launch: int | None = None
-    """Of a quiet window: what its process had run, to tell whether it ran at all since."""
-    started: threading.Event = field(default_factory=threading.Event)
-    stopped: threading.Event = field(default_factory=threading.Event)
-    t_launch: float = 0.0
-    t_exec: float | None = None
-    """When py-spy was exec'd: its Chrome trace's clock starts (ts 0) within a millisecond or two."""
-    t_start: float = 0.0
-    """When we read py-spy's 'Sampling' line: the window's samples start here (a previous window's
-    end); its first tick comes after, an exponential wait of one tick on average."""
-    t_from: float = 0.0
-    """Where this window's samples begin: its first tick, or earlier where a quiet window handed over."""
-    t_end: float = 0.0
-    traces: int | None = None
-    """Stack traces py-spy says it took, all threads together."""
 
 
 class StackSampler(Background):
     """Samples the stacks of process `pid` in its own thread until stopped or the process ends."""
 
     def __init__(self, pid: int, emit: Callable[[object], None], options: StackOptions | None = None,
-                 command: str | None = None, born: float | None = None, adaptive: bool = False) -> None:
+                 command: str | None = None, born: float | None = None, adaptive: bool = False,
+                 first_window: tuple[Window | None, str] | None = None) -> None:
         super().__init__(f"gradetop-stacks-{pid}")
         self.pid = pid
         self.emit = emit
@@ -134,7 +63,8 @@ class StackSampler(Background):
         # Read now: a short-lived process may be gone when its failure is told.
         self.command = command or _command_of(pid)
         self.born = born or _start_time(pid)
-        self._tmp = scratch.new_folder("windows")
+        self._first, self._tmp = first_window or (None, scratch.new_folder("windows"))
+        """A window launched before this sampler (collectors.launch): its first try at attaching."""
         self._seq = 0
         self._tick_s: dict[float, float] = {}
         """Seconds per tick, per asked rate, in the last window we ended ourselves (py-spy's real pace)."""
@@ -196,7 +126,7 @@ class StackSampler(Background):
             self._finish(current, time.time())
             return
 
-    def _started(self, window: _Window, current: _Window | None = None) -> bool:
+    def _started(self, window: Window, current: Window | None = None) -> bool:
         """Wait for `window`'s first tick; False if it cannot come (its process or `current` ended,
         we are stopping, py-spy hung)."""
         while not window.started.wait(0.02):
@@ -205,7 +135,7 @@ class StackSampler(Background):
                 return window.started.is_set()
         return True
 
-    def _wait_for_end(self, window: _Window) -> bool:
+    def _wait_for_end(self, window: Window) -> bool:
         """Wait until the next window is due, or a quiet one's process wakes; True when sampling should stop."""
         length = self.options.quiet_window_s if window.quiet else self.options.window_s
         due = window.t_start + length - self.options.lead_s
@@ -217,12 +147,12 @@ class StackSampler(Background):
                                             window.run_ns_at_launch if self._last_stacks is not None else None)
         return stop
 
-    def _is_quiet(self, window: _Window) -> bool:
+    def _is_quiet(self, window: Window) -> bool:
         """Whether the next window may be a quiet one: a child that ran little since `window` began."""
         return (self.adaptive and self._woke is None
                 and ran_little(self.pid, window.t_launch, window.cpu_at_launch, self.options.quiet_cpu))
 
-    def _asleep(self, window: _Window) -> bool:
+    def _asleep(self, window: Window) -> bool:
         """Whether no thread of the process ran at all through the quiet `window` (a whole one, or
         PARK_AFTER_S of it: collectors.quiet)."""
         return (window.quiet and self._woke is None and window.run_ns_at_launch is not None
@@ -235,12 +165,12 @@ class StackSampler(Background):
             self.parked_s += t1 - t0
             self.emit(batch)
 
-    def _attach(self) -> _Window | None:
+    def _attach(self) -> Window | None:
         """First window, retried while the target is young; reports why if it never works."""
         failure = None
         EXITS.watch(self.pid)
         for delay in (*RETRY_DELAYS_S, None):
-            window = self._launch()
+            window, self._first = self._first or self._launch(), None
             while not window.started.wait(0.02):
                 if window.proc.poll() is not None or self._stopping.is_set():
                     break
@@ -280,43 +210,15 @@ class StackSampler(Background):
             return "not-python", f"{what} is not a Python process; it exited {lived}"
         return "gone", f"{what} exited before py-spy could read its stacks, {lived}"
 
-    def _launch(self, quiet: bool = False) -> _Window:
+    def _launch(self, quiet: bool = False) -> Window:
         self._seq += 1
         output = os.path.join(self._tmp, f"w{self._seq}.json")
-        stderr_path = output + ".err"
         rate_hz = self.options.quiet_hz if quiet else self.options.rate_hz
-        cmd = [find_pyspy(), *self.options.args(rate_hz), "-p", str(self.pid), "-o", output]
         cpu = process_cpu_s(self.pid) if self.adaptive else None
         run_ns = process_run_ns(self.pid) if quiet else None
-        t_launch = time.time()
-        with open(stderr_path, "wb") as err:
-            # Own session: a Ctrl-C at the terminal must not kill a window before we flush it.
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True
-            )
-        # Popen returns once py-spy is exec'd; it starts its trace clock (ts 0) a moment later.
-        window = _Window(proc, output, stderr_path, rate_hz, quiet, cpu, run_ns, t_launch=t_launch,
-                         t_exec=time.time())
-        threading.Thread(target=self._watch, args=(window,), name="gradetop-pyspy-out", daemon=True).start()
-        return window
+        return launch(self.pid, self.options, output, rate_hz, quiet, cpu, run_ns)
 
-    @staticmethod
-    def _watch(window: _Window) -> None:
-        """Timestamps py-spy's 'Sampling' and 'Stopped sampling' lines: the window's true edges."""
-        with window.proc.stdout as out:
-            for raw in out:
-                line = raw.decode(errors="replace")
-                if "Sampling process" in line and not window.started.is_set():
-                    window.t_start = window.t_from = time.time()
-                    window.started.set()
-                elif "Stopped sampling" in line:
-                    window.t_end = time.time()
-                    window.stopped.set()
-                elif (found := _TRACES.search(line)) is not None:
-                    window.traces = int(found.group(1))
-        window.stopped.set()
-
-    def _finish(self, window: _Window, t_cut: float) -> None:
+    def _finish(self, window: Window, t_cut: float) -> None:
         """Stop a window, read its file and emit what it saw up to `t_cut`."""
         ended_itself = window.stopped.is_set() or window.proc.poll() is not None
         if window.proc.poll() is None:
@@ -373,14 +275,14 @@ class StackSampler(Background):
             self.emit(batch)
         self._cleanup(window)
 
-    def _discard(self, window: _Window) -> None:
+    def _discard(self, window: Window) -> None:
         if window.proc.poll() is None:
             window.proc.kill()
         window.proc.wait()
         self._cleanup(window)
 
     @staticmethod
-    def _read_stderr(window: _Window) -> str:
+    def _read_stderr(window: Window) -> str:
         window.proc.wait()
         try:
             with open(window.stderr_path, encoding="utf-8", errors="replace") as f:
@@ -389,7 +291,7 @@ class StackSampler(Background):
             return ""
 
     @staticmethod
-    def _cleanup(window: _Window) -> None:
+    def _cleanup(window: Window) -> None:
         for path in (window.output, window.stderr_path):
             try:
                 os.unlink(path)

@@ -14,10 +14,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:
+    from gradetop.model.records import OutputLine
 
-from gradetop.model.records import OutputLine
 
 
 PR_SET_PDEATHSIG = 1
@@ -93,6 +94,8 @@ class Target:
 
     @classmethod
     def attach(cls, pid: int) -> "Target":
+        import psutil  # here, not above: a command starts before psutil loads (collectors.launch)
+
         if pid == os.getpid():
             raise TargetError(f"process {pid} is gradetop itself")
         try:
@@ -109,6 +112,18 @@ class Target:
         except psutil.AccessDenied:
             command = []
         return cls(pid, None, command)
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from a thread of its own) as soon as a spawned target ends: a caller that polls
+        would notice up to a poll later, and every run would last that much longer."""
+        if self.popen is None:
+            return
+
+        def wait() -> None:
+            self.popen.wait()
+            callback()
+
+        threading.Thread(target=wait, name="gradetop-target-exit", daemon=True).start()
 
     def poll(self) -> int | None:
         """The exit status once the target ended (None for an attached one that still runs or whose status is not ours)."""
@@ -147,12 +162,16 @@ def _die_with_parent() -> None:
 
 
 def _pump(pipe, stream: str, on_output: Callable[[OutputLine], None]) -> None:
+    from gradetop.model.records import OutputLine
+
     with pipe:
         for raw in pipe:
             on_output(OutputLine(time.time(), stream, raw.decode(errors="replace").rstrip("\n")))
 
 
 def _tail(path: str, popen: subprocess.Popen, on_output: Callable[[OutputLine], None]) -> None:
+    from gradetop.model.records import OutputLine
+
     """Follow a log file until its writer ended and everything in it was read."""
     with open(path, "rb") as f:
         partial = b""

@@ -8,8 +8,10 @@ remote agent stream them later and a test build them by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # arrays in annotations only: records load without numpy (collectors.launch)
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from gradetop.collectors.stacks import StackOptions
+from gradetop.collectors.window import StackOptions
 from gradetop.tui.app import GradetopApp
 from gradetop.collectors.session import Session, SessionOptions
 

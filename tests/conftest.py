@@ -59,7 +59,7 @@ def spawn_sleeper(*args: str, python: str = sys.executable, prefix: list[str] | 
 @pytest.fixture(scope="session")
 def ptrace():
     """Skip, saying why, where this machine does not let us read another process's memory."""
-    from gradetop.collectors.pyspy import find_pyspy
+    from gradetop.collectors.window import find_pyspy
 
     proc, pid = spawn_sleeper("30")
     try:

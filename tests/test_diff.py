@@ -70,7 +70,7 @@ def test_union_tree_matches_call_paths_of_both_runs():
 
 @pytest.mark.attach
 def test_diff_of_two_recorded_variants_names_the_slower_function(tmp_path, ptrace, no_traceback):
-    from gradetop.collectors.pyspy import find_pyspy
+    from gradetop.collectors.window import find_pyspy
 
     files = []
     for name, beta_s in (("a.txt", "0.4"), ("b.txt", "1.4")):

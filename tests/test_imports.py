@@ -20,7 +20,7 @@ ALPHA_S, BETA_S = 0.5, 1.5
 
 
 def pyspy_record(out, fmt: str, *flags: str) -> None:
-    from gradetop.collectors.pyspy import find_pyspy
+    from gradetop.collectors.window import find_pyspy
 
     result = subprocess.run([find_pyspy(), "record", "-f", fmt, "-r", "100", "-o", str(out), *flags, "--",
                              sys.executable, str(WORKLOADS / "variant.py"), str(ALPHA_S), str(BETA_S)],

@@ -16,7 +16,7 @@ import pytest
 from conftest import WORKLOADS
 from gradetop.collectors import scratch
 from gradetop.collectors.session import Session, SessionOptions
-from gradetop.collectors.stacks import StackOptions
+from gradetop.collectors.window import StackOptions
 from gradetop.model.profile import Profile, ProfileMeta
 from gradetop.model.records import StackBatch, ThreadSamples
 from gradetop.model.snapshot import load
