@@ -81,3 +81,16 @@ def test_phases_do_not_import_the_pictures():
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "gradetop.model.phases.auto" in loaded
     assert not loaded & {"gradetop.model.views", "gradetop.model.pictures", "gradetop.model.lanes"}, loaded
+
+
+@pytest.mark.parametrize("command", ["record", "run"])
+def test_a_command_starts_before_numpy_psutil_or_the_model_load(command):
+    """`gradetop record -- CMD` and `run -- CMD` start CMD (and py-spy on it) with what `launch` needs loaded,
+    no more: numpy, psutil and the model cost ~0.1 s that every run would wait for (collectors.launch)."""
+    module = {"record": "gradetop.cli.record", "run": "gradetop.cli.live"}[command]
+    code = (f"import sys, {module}, gradetop.collectors.launch\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'psutil', 'textual')\n"
+            "             or m.startswith(('gradetop.model.profile', 'gradetop.collectors.session'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"{module} loads {out.stdout.strip()} before the command starts"

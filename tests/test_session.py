@@ -99,6 +99,35 @@ def test_a_finished_session_leaves_no_scratch_and_a_whole_file(tmp_path, ptrace)
     assert session.state().label == "exited 0"
 
 
+def test_a_command_is_sampled_from_its_start_while_the_session_loads(tmp_path, ptrace):
+    """`launch` starts the command and py-spy on it; a session made 0.6 s later (gradetop loading slowly)
+    takes that window over: the samples start with the command, not with the session, and nothing is
+    sampled twice or left running."""
+    from gradetop.collectors.launch import launch
+
+    options = SessionOptions(StackOptions(), save=False)
+    launched = launch([sys.executable, "-c", "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass"],
+                      options.stacks)
+    window = launched.first_window
+    assert window is not None
+    time.sleep(0.6)
+    session = Session.spawn([], options, launched=launched).start()
+    deadline = time.monotonic() + 30
+    while not session.poll() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    session.finish()
+    profile = session.profile
+    assert profile.meta.start_time == launched.started
+    assert window.proc.poll() is not None, "the first window was ended, not left to its own --duration"
+    t = np.sort(profile.timeline.t[profile.timeline.pid == launched.target.pid])
+    assert len(t) > 100
+    # The interpreter takes a few tens of ms to become readable (more on a loaded machine): well under
+    # the 0.6 s the session took to come.
+    assert t[0] - launched.started < 0.4, f"first sample {t[0] - launched.started:.2f} s after the start"
+    assert np.all(np.diff(t) > 0), "no sample twice"
+    assert _scratch_of(os.getpid()) == []
+
+
 def test_a_copy_saved_mid_run_is_a_closed_record(tmp_path, ptrace):
     session = Session.spawn([sys.executable, str(WORKLOADS / "busy_forever.py")],
                             SessionOptions(StackOptions(), save=False), mode="run", capture_output=True)
