@@ -262,8 +262,7 @@ def _record(session, duration: float | None, announce: bool, stop: threading.Eve
     told = 0
     try:
         session.start()
-        if session.spawned:
-            session.target.when_ended(stop.set)  # `follow` ends then, not at its next tenth of a second
+        session.when_ended(stop.set)  # `follow` ends then, not at its next tenth of a second
         if announce and session.writing_to:
             say(f"recording to {session.writing_to}")
 

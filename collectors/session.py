@@ -73,6 +73,10 @@ class Recorded:
             return None
         return self.path
 
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Call `callback` as soon as the workflow ends, where the session can tell at once; where it
+        cannot (agents on other hosts), its `poll` says so, a poll later."""
+
     def save_copy(self, path: str) -> None:
         """A closed snapshot of everything so far (its clock stops now), while the session goes on."""
         save(self.profile, path, end_time=None if self._finished.is_set() else time.time())
@@ -146,6 +150,10 @@ class Session(Recorded):
         self.writer, self._autosave = start_recording(self.profile, self.path, self.notices)
         self.monitor.start()
         return self
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        if self.spawned:
+            self.target.when_ended(callback)
 
     def subscribe(self, on_samples: Callable[[], None]) -> None:
         """Call `on_samples` (from the ingest thread) whenever new samples are in the model."""
