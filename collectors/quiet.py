@@ -8,6 +8,13 @@ soon as its counters move again. One that did not run at all through a
 whole window is parked: a thread that does not run cannot change its stack,
 so its last stacks stand for the time, as idle samples, with no py-spy.
 
+One that ran under DOZE_SHARE of a core through a whole quiet window (a
+pool worker that takes a 1 ms task every few hundred ms) is parked too,
+dozing: at 10 Hz py-spy would catch its work about once a minute, and pay
+a launch every 2 s for it. Its usual stacks (what each thread showed most)
+stand for the time; it wakes when it runs its quiet share again, and is
+looked at afresh every DOZE_REFRESH_S.
+
 Reads only /proc (collectors.procfs); the stack sampler decides what to launch.
 """
 
@@ -30,6 +37,10 @@ PARK_AFTER_S = 1.0
 """A quiet child none of whose threads ran for this long is parked, however long its window."""
 PARK_CHECK_S = 0.25
 """How often, after that, a quiet window reads whether its child ran at all (every thread's schedstat)."""
+DOZE_SHARE = 0.01
+"""A quiet child that ran less than this share of a core through a whole quiet window is parked, dozing."""
+DOZE_REFRESH_S = 8.0
+"""A dozing child gets a quiet window this often: what stands for it is never older."""
 WAKE_SPAN_S = 0.5
 """Over how long a quiet child must run more than its share to wake: the kernel charges CPU in 10 ms
 ticks, and one tick in one check would wake a worker for each 1 ms task."""
@@ -71,31 +82,47 @@ def wait_while_quiet(pid: int, since: float, cpu_then: float | None, until: floa
 
 
 def wait_while_asleep(pid: int, since: float, ran: int, every_s: float, stop: threading.Event,
-                      cover: Callable[[float, float], None]) -> float | None:
+                      cover: Callable[[float, float], None], wake_share: float = 0.0,
+                      refresh_s: float | None = None) -> tuple[float | None, bool]:
     """While no thread of `pid` runs (it had run `ran` ns, still so at `since`): `cover(t0, t1)` each
-    `every_s` and at the end.
+    `every_s` and at the end. With `wake_share`, a dozing process: it may run up to that share of a core
+    (over WAKE_SPAN_S) and still doze; after `refresh_s` it is woken to be looked at again.
 
-    When it woke, once it runs again: what it has run since says how long ago, at the latest (a
-    window's flush can take a few tenths of a second at 10 Hz, and it may wake meanwhile). None when
-    sampling stops or it ended."""
+    Returns (when it woke, whether only to be looked at again): once it runs again, what it has run
+    since says how long ago, at the latest (a window's flush can take a few tenths of a second at
+    10 Hz, and it may wake meanwhile). (None, False) when sampling stops or it ended."""
     asleep_at = covered_to = since
+    readings = [(since, ran)]
     while not stop.is_set():
         now, run_ns = time.time(), process_run_ns(pid)
         if run_ns is None:  # it ended asleep: its last stacks stand to its end (the kernel's word, if watched)
             ended = EXITS.exited_at(pid, wait_s=0.1) or now
             cover(covered_to, min(now, max(asleep_at, ended)))
-            return None
-        if run_ns != ran:
-            woke = min(now, max(asleep_at, now - (run_ns - ran) / 1e9))
+            return None, False
+        readings = [r for r in readings if now - r[0] <= WAKE_SPAN_S] + [(now, run_ns)]
+        then, before = readings[0]
+        if run_ns - before > wake_share * 1e9 * max(now - then, WAKE_SPAN_S if wake_share else 0.0):
+            woke = min(now, max(asleep_at, now - (run_ns - before) / 1e9))
             cover(covered_to, woke)
-            return woke
+            return woke, False
         asleep_at = now
+        if refresh_s is not None and now - since >= refresh_s:
+            cover(covered_to, now)
+            return now, True
         if now - covered_to >= every_s:  # its samples reach the model as often as a window's would
             cover(covered_to, now)
             covered_to = now
         stop.wait(WAKE_CHECK_S)
     cover(covered_to, asleep_at)
-    return None
+    return None, False
+
+
+def usual_stack(samples: ThreadSamples) -> tuple[int, ...]:
+    """The stack a thread showed for the most time in a window."""
+    seconds: dict[tuple[int, ...], float] = {}
+    for stack, w in zip(samples.stacks, samples.weights.tolist()):
+        seconds[stack] = seconds.get(stack, 0.0) + w
+    return max(seconds, key=seconds.get)
 
 
 def parked_batch(pid: int, last: LastStacks, t0: float, t1: float, rate_hz: float) -> StackBatch | None:

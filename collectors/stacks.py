@@ -37,8 +37,8 @@ from gradetop.collectors.background import Background
 from gradetop.collectors.exits import EXITS
 from gradetop.collectors.procfs import process_cpu_s, process_run_ns
 from gradetop.collectors.pyspy import explain_failure, last_change_s, parse_chrometrace
-from gradetop.collectors.quiet import (PARK_AFTER_S, LastStacks, parked_batch, ran_little, wait_while_asleep,
-                                      wait_while_quiet)
+from gradetop.collectors.quiet import (DOZE_REFRESH_S, DOZE_SHARE, PARK_AFTER_S, LastStacks, parked_batch, ran_little,
+                                      usual_stack, wait_while_asleep, wait_while_quiet)
 from gradetop.collectors.window import StackOptions, Window, launch
 from gradetop.model.records import SamplerNote
 
@@ -73,6 +73,10 @@ class StackSampler(Background):
         reading that still found it quiet."""
         self._last_stacks: LastStacks | None = None
         """What the last window saw at its end: what stands for a parked process."""
+        self._usual_stacks: LastStacks | None = None
+        """What each thread showed most through the last quiet window: what stands for a dozing one."""
+        self._standing: LastStacks | None = None
+        """What stands for the process while it is parked."""
         self.windows = 0
         self.quiet_windows = 0
         self.parked_s = 0.0
@@ -99,14 +103,22 @@ class StackSampler(Background):
             if self._wait_for_end(current):
                 self._finish(current, time.time())
                 return
-            if self._asleep(current):
+            asleep = self._asleep(current)
+            if asleep or self._dozing(current):
                 since = time.time()
+                ran = current.run_ns_at_launch if asleep else process_run_ns(self.pid)
                 self._finish(current, since)
-                woke = wait_while_asleep(self.pid, since, current.run_ns_at_launch, PARK_AFTER_S, self._stopping,
-                                         self._cover)
+                if ran is None:
+                    return  # it ended
+                # Asleep, it cannot have moved: its last stacks stand. Dozing, it may have taken a task at
+                # the window's end: what each thread showed most stands.
+                self._standing = self._last_stacks if asleep else self._usual_stacks
+                woke, refresh = wait_while_asleep(self.pid, since, ran, PARK_AFTER_S, self._stopping, self._cover,
+                                                  0.0 if asleep else self.options.quiet_cpu,
+                                                  None if asleep else DOZE_REFRESH_S)
                 if woke is None:
                     return
-                current = self._launch()
+                current = self._launch(quiet=refresh)
                 if not self._started(current):
                     self._discard(current)  # it woke to end, or we are stopping
                     return
@@ -158,9 +170,17 @@ class StackSampler(Background):
         return (window.quiet and self._woke is None and window.run_ns_at_launch is not None
                 and self._last_stacks is not None and process_run_ns(self.pid) == window.run_ns_at_launch)
 
+    def _dozing(self, window: Window) -> bool:
+        """Whether the process ran under DOZE_SHARE of a core through the whole quiet `window`."""
+        if not (window.quiet and self._woke is None and window.run_ns_at_launch is not None
+                and self._last_stacks is not None and time.time() - window.t_launch >= PARK_AFTER_S):
+            return False
+        run_ns = process_run_ns(self.pid)
+        return run_ns is not None and run_ns - window.run_ns_at_launch < DOZE_SHARE * 1e9 * (time.time() - window.t_launch)
+
     def _cover(self, t0: float, t1: float) -> None:
-        """While parked: the last stacks stand for [t0, t1]."""
-        batch = parked_batch(self.pid, self._last_stacks, t0, t1, self.options.quiet_hz)
+        """While parked: the standing stacks stand for [t0, t1]."""
+        batch = parked_batch(self.pid, self._standing, t0, t1, self.options.quiet_hz)
         if batch is not None:
             self.parked_s += t1 - t0
             self.emit(batch)
@@ -272,6 +292,9 @@ class StackSampler(Background):
             self.quiet_windows += window.quiet
             self._last_stacks = (batch.frames, [(ts.pid, ts.tid, ts.name, ts.stacks[-1])
                                                 for ts in batch.threads if ts.stacks])
+            if window.quiet:
+                self._usual_stacks = (batch.frames, [(ts.pid, ts.tid, ts.name, usual_stack(ts))
+                                                     for ts in batch.threads if ts.stacks])
             self.emit(batch)
         self._cleanup(window)
 

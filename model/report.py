@@ -174,7 +174,7 @@ def format_report(report: dict, top: int = 20) -> str:
         seconds = sum(p["quiet_s"] for p in quiet)
         parked = sum(p.get("parked_s", 0.0) for p in quiet)
         lines.append(f"  {len(quiet)} child process{'es' * (len(quiet) > 1)} hardly ran: {seconds:.1f} s sampled at a"
-                     " lower rate" + (f", {parked:.1f} s of it asleep and not read" if parked else ""))
+                     " lower rate" + (f", {parked:.1f} s of it parked (not read)" if parked else ""))
     if report.get("exit_code") is not None:
         lines.append(f"  exit code {report['exit_code']}")
     lines.append("")

@@ -75,7 +75,7 @@ def test_the_work_of_a_quiet_child_keeps_its_true_time(quiet_run):
     assert abs(walls["doze"].total_s - seen_dozing) <= 0.15, walls["doze"]
     assert abs(walls["doze_again"].total_s - 2.5) <= 0.15, walls["doze_again"]
     line = next(line for line in text.splitlines() if "hardly ran" in line)
-    assert "sampled at a lower rate" in line and "asleep and not read" in line and len(line) <= 100, line
+    assert "sampled at a lower rate" in line and "parked (not read)" in line and len(line) <= 100, line
 
 
 def test_descendants_are_the_kernels_children_lists():
@@ -91,3 +91,29 @@ def test_descendants_are_the_kernels_children_lists():
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+@pytest.mark.attach
+def test_a_dozing_child_is_parked_with_its_usual_stack_and_looked_at_again(tmp_path, ptrace):
+    """A child that runs 1 ms every 0.3 s (0.3% of a core): after a quiet window it is parked though it
+    runs a little, its nap standing for the time, and it gets a fresh quiet window every DOZE_REFRESH_S."""
+    from gradetop.collectors.quiet import DOZE_REFRESH_S
+
+    out = tmp_path / "dozing.gtop"
+    seconds = DOZE_REFRESH_S + 5
+    result = gradetop("record", "-o", str(out), "--", sys.executable, str(WORKLOADS / "dozing_child.py"),
+                      str(seconds), timeout=120)
+    assert result.returncode == 0, result.stderr
+    profile = load(out)
+    root = profile.meta.target_pid
+    child = next(p for p in profile.processes if p != root and profile.processes[p].sampled)
+    info = profile.processes[child]
+    # One full-rate window, a 2 s quiet one, then parked but for a refresh window: most of its life.
+    assert info.parked_s > 0.5 * seconds, (info.parked_s, info.quiet_s)
+    walls = {f.function: f.total_s for f in top_functions(profile.tree(pids=[child]))}
+    assert walls.get("nap", 0.0) > 0.8 * seconds, walls
+    # Looked at again while parked: a second 2 s quiet window (read by py-spy at 10 Hz) after the first
+    # park, not one long park.
+    read_quietly = info.quiet_s - info.parked_s
+    print(f"parked {info.parked_s:.2f} s, read at 10 Hz {read_quietly:.2f} s of {seconds:.0f} s")
+    assert read_quietly > 3.0, (info.quiet_s, info.parked_s)
