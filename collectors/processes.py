@@ -36,6 +36,18 @@ def python_processes() -> list[dict]:
     return sorted(found, key=lambda p: (-p["cpu"], -p["rss"]))
 
 
+def without_gradetop_pids(pids: list[int]) -> list[int]:
+    """`pids` less gradetop and every process below it: `without_gradetop`, for process ids."""
+    me = os.getpid()
+    if me not in pids:
+        return pids
+    try:
+        mine = {me, *(p.pid for p in psutil.Process(me).children(recursive=True))}
+    except psutil.Error:
+        mine = {me}
+    return [p for p in pids if p not in mine]
+
+
 def without_gradetop(procs: list[psutil.Process]) -> list[psutil.Process]:
     """`procs` less gradetop and every process below it (its py-spy helpers).
 

@@ -14,6 +14,75 @@ from __future__ import annotations
 
 import linecache
 import os
+from dataclasses import dataclass
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop", "Z": "zombie",
+          "X": "dead", "x": "dead", "K": "wake-kill", "W": "waking", "I": "idle", "P": "parked"}
+"""stat's state letters, as psutil names them."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStat:
+    """What one read of /proc/PID/stat says of a process."""
+
+    comm: str
+    """The kernel's name for it: at most 15 characters."""
+    status: str
+    ppid: int
+    cpu_s: float
+    """User + system seconds of all its threads (clock ticks)."""
+    num_threads: int
+    start_ticks: int
+    """Clock ticks after boot when it started: with the boot time, its create time (as psutil gives it)."""
+    rss: int
+
+
+def process_stat(pid: int) -> ProcessStat | None:
+    """One read of the process's stat file (psutil reads it for each of name, status, ppid, times...)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode(errors="replace")
+        close = raw.rindex(")")
+        fields = raw[close + 2 :].split()
+        return ProcessStat(raw[raw.index("(") + 1 : close], STATES.get(fields[0], fields[0]), int(fields[1]),
+                           (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, int(fields[17]), int(fields[19]),
+                           int(fields[21]) * PAGE_SIZE)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def io_bytes(pid: int) -> tuple[int, int] | None:
+    """(bytes read, bytes written) from storage, as /proc/PID/io counts them; None where not allowed."""
+    try:
+        with open(f"/proc/{pid}/io", "rb") as f:
+            fields = dict(line.split(b": ") for line in f.read().splitlines() if b": " in line)
+        return int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def thread_times(pid: int) -> dict[int, tuple[float, float]] | None:
+    """Per thread: (CPU seconds, seconds running or runnable): the active time, from schedstat where the
+    kernel keeps it (else the CPU seconds). None if the process cannot be read."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    times = {}
+    for name in tids:
+        tid = int(name)
+        fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
+        if fields is None:
+            continue  # it ended since the listing
+        try:
+            cpu_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        except (ValueError, IndexError):
+            continue
+        ns = schedstat_ns(pid, tid)
+        times[tid] = (cpu_s, cpu_s if ns is None else (ns[0] + ns[1]) / 1e9)
+    return times
 
 
 def schedstat_ns(pid: int, tid: int) -> tuple[int, int] | None:
@@ -39,7 +108,7 @@ def thread_cpu_s(pid: int, tid: int) -> float | None:
         return times[0] / 1e9
     fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
     try:
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     except (TypeError, ValueError, IndexError):
         return None
 
@@ -94,7 +163,7 @@ def process_cpu_s(pid: int) -> float | None:
     """Seconds all threads of a process ran (user + system, in clock ticks); None if unreadable."""
     fields = _stat_fields(f"/proc/{pid}/stat")
     try:
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     except (TypeError, ValueError, IndexError):
         return None
 

@@ -1,4 +1,4 @@
-"""The resource sampler: CPU, memory, IO and threads of every process in the tree, via psutil.
+"""The resource sampler: CPU, memory, IO and threads of every process in the tree, from /proc.
 
 Per thread it also reads /proc/PID/task/TID/schedstat: the nanoseconds the
 thread ran plus those it waited for a CPU. That counter is what tells an
@@ -11,6 +11,7 @@ Must never judge what it reads (the model does), nor import textual or rich.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,74 +19,79 @@ from collections.abc import Callable
 import psutil
 
 from gradetop.collectors.background import Background
-from gradetop.collectors.processes import without_gradetop
-from gradetop.collectors.procfs import descendants, schedstat_ns
+from gradetop.collectors.processes import without_gradetop_pids
+from gradetop.collectors.procfs import CLOCK_TICKS, descendants, io_bytes, process_stat, thread_times
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
 from gradetop.model.roles_env import ranks_of
 
 
-def read_ranks(proc: psutil.Process) -> tuple[int | None, int | None, int | None]:
+def read_ranks(pid: int) -> tuple[int | None, int | None, int | None]:
     try:
-        return ranks_of(proc.environ())
+        return ranks_of(psutil.Process(pid).environ())
     except (psutil.Error, OSError):
         return (None, None, None)
 
 
-def read_process(proc: psutil.Process, cmdlines: dict[int, tuple[str, list[str]]],
+def read_cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except (psutil.Error, OSError):
+        return []
+
+
+def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
                  ranks: dict[int, tuple[str, tuple]] | None = None) -> ProcessReading | None:
     """One reading of one process, or None if it vanished or cannot be read.
 
+    Straight from /proc (collectors.procfs): one stat file for the process, one stat and one
+    schedstat per thread, its io. psutil read the stat file once per figure, and the tree's
+    readings were most of gradetop's own CPU at 16 processes (26 of 50 ticks).
     Its command line and ranks are read once per program it runs (`cmdlines`, `ranks` cache
     them with its name): reading /proc/PID/environ 10 times a second for every process would
     be waste, but an exec (`sh -c 'RANK=1 exec python train.py'`, a launcher) changes both."""
-    try:
-        with proc.oneshot():
-            name = proc.name()
-            cpu = proc.cpu_times()
-            mem = proc.memory_info()
-            try:
-                io = proc.io_counters()
-                read_bytes, write_bytes = io.read_bytes, io.write_bytes
-            except (psutil.AccessDenied, AttributeError):
-                read_bytes = write_bytes = -1
-            threads = {}
-            for t in proc.threads():
-                cpu_s = t.user_time + t.system_time
-                ns = schedstat_ns(proc.pid, t.id)
-                # Running or runnable: what py-spy would call active.
-                threads[t.id] = (cpu_s, cpu_s if ns is None else (ns[0] + ns[1]) / 1e9)
-            known = cmdlines.get(proc.pid)
-            if known is None or known[0] != name or not known[1]:  # empty: read mid-exec, or denied
-                try:
-                    known = cmdlines[proc.pid] = (name, proc.cmdline())
-                except psutil.AccessDenied:
-                    known = cmdlines[proc.pid] = (name, [])
-            cmdline = known[1]
-            rank = (None, None, None)
-            if ranks is not None:
-                known_rank = ranks.get(proc.pid)
-                if known_rank is None or known_rank[0] != name:
-                    known_rank = ranks[proc.pid] = (name, read_ranks(proc))
-                rank = known_rank[1]
-            return ProcessReading(
-                pid=proc.pid,
-                ppid=proc.ppid(),
-                name=name,
-                cmdline=cmdline,
-                create_time=proc.create_time(),
-                status=proc.status(),
-                cpu_s=cpu.user + cpu.system,
-                rss=mem.rss,
-                read_bytes=read_bytes,
-                write_bytes=write_bytes,
-                num_threads=len(threads) or proc.num_threads(),
-                thread_times=threads,
-                ranks=rank,
-            )
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+    stat = process_stat(pid)
+    if stat is None:
         return None
-    except psutil.AccessDenied:
-        return None
+    threads = thread_times(pid) or {}
+    io = io_bytes(pid)
+    known = cmdlines.get(pid)
+    if known is None or known[0] != stat.comm or not known[1]:  # empty: read mid-exec, or denied
+        known = cmdlines[pid] = (stat.comm, read_cmdline(pid))
+    cmdline = known[1]
+    rank = (None, None, None)
+    if ranks is not None:
+        known_rank = ranks.get(pid)
+        if known_rank is None or known_rank[0] != stat.comm:
+            known_rank = ranks[pid] = (stat.comm, read_ranks(pid))
+        rank = known_rank[1]
+    return ProcessReading(
+        pid=pid,
+        ppid=stat.ppid,
+        name=full_name(stat.comm, cmdline),
+        cmdline=cmdline,
+        create_time=stat.start_ticks / CLOCK_TICKS + BOOT_TIME,
+        status=stat.status,
+        cpu_s=stat.cpu_s,
+        rss=stat.rss,
+        read_bytes=io[0] if io else -1,
+        write_bytes=io[1] if io else -1,
+        num_threads=len(threads) or stat.num_threads,
+        thread_times=threads,
+        ranks=rank,
+    )
+
+
+BOOT_TIME = psutil.boot_time()
+"""With a process's start in clock ticks after boot, its create time, exactly as psutil computes it."""
+
+
+def full_name(comm: str, cmdline: list[str]) -> str:
+    """The kernel keeps 15 characters of a name: where it was cut, the program's own, as psutil does."""
+    if len(comm) >= 15 and cmdline:
+        program = os.path.basename(cmdline[0])
+        if program.startswith(comm):
+            return program
+    return comm
 
 
 class MonitorCpu:
@@ -134,6 +140,17 @@ class MonitorCpu:
         return total + self._gone_s + sum(last for _, last in self._samplers.values())
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid`, from the kernel's lists where it keeps them (procfs.descendants)."""
+    pids = descendants(pid)
+    if pids is None:
+        try:
+            return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    return pids
+
+
 def _children(proc: psutil.Process) -> list[psutil.Process]:
     """The processes below `proc`, from the kernel's lists where it keeps them (procfs.descendants)."""
     pids = descendants(proc.pid)
@@ -162,7 +179,8 @@ class ResourceSampler(Background):
         self.root_pid = root_pid
         self.emit = emit
         self.interval = 1.0 / rate_hz
-        self._procs: dict[int, psutil.Process] = {}
+        self._born: dict[int, float] = {}
+        """Create time of each process of the tree read so far: another there is a reused pid."""
         self._cmdlines: dict[int, tuple[str, list[str]]] = {}
         self._monitor: MonitorCpu | None = None
         self._ranks: dict[int, tuple[str, tuple]] = {}
@@ -171,57 +189,46 @@ class ResourceSampler(Background):
 
     def pids(self) -> list[int]:
         """The processes of the tree as last read (any thread may ask: a copy of the keys)."""
-        return list(self._procs)
+        return list(self._born)
 
     def run(self) -> None:
-        try:
-            root = psutil.Process(self.root_pid)
-        except psutil.Error:
+        if process_stat(self.root_pid) is None:
             self.root_gone.set()
             return
-        self._procs[root.pid] = root
         next_at = time.monotonic()
         while not self._stopping.is_set():
-            self.sample_once(root)
-            if self.root_gone.is_set() and len(self._procs) == 0:
+            self.sample_once()
+            if self.root_gone.is_set() and len(self._born) == 0:
                 return
             next_at += self.interval
             # Late (a slow /proc under load): skip ahead rather than burst.
             next_at = max(next_at, time.monotonic())
             self._stopping.wait(next_at - time.monotonic())
         # One last reading so the final counters reach the model.
-        self.sample_once(root)
+        self.sample_once()
 
-    def sample_once(self, root: psutil.Process) -> None:
+    def sample_once(self) -> None:
         now = time.time()
-        tree = [root]
-        try:
-            if root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
-                tree += without_gradetop(_children(root))
-            else:
-                tree = []
-        except psutil.Error:
-            tree = []
-        if not tree:
-            self.root_gone.set()
-        in_tree = set()
-        for proc in tree:
-            # Reuse Process objects: psutil keeps CPU-percent state and pid-reuse checks on them. A
-            # known one that is not equal to the one found (pid and start time) is a reused pid.
-            if self._procs.setdefault(proc.pid, proc) == proc:
-                in_tree.add(proc.pid)
+        root = self.root_pid
+        tree = {pid: None for pid in [root, *without_gradetop_pids(_descendants(root))]}
         readings = []
-        for pid in list(self._procs):
-            proc = self._procs[pid]
-            reading = read_process(proc, self._cmdlines, self._ranks) if pid in in_tree or pid == root.pid else None
-            if reading is None or reading.status == psutil.STATUS_ZOMBIE:
-                del self._procs[pid]
-                self._cmdlines.pop(pid, None)
-                self._ranks.pop(pid, None)
-                self.emit(ProcessEnded(pid, now, None))
+        for pid in [*tree, *(p for p in self._born if p not in tree)]:  # the tree, then those gone from it
+            reading = read_process(pid, self._cmdlines, self._ranks) if pid in tree else None
+            born = self._born.get(pid)
+            if reading is not None and born is not None and abs(reading.create_time - born) > 0.01:
+                reading = None  # a new process got the pid: the old one ended, the new one is read next time
+            if reading is None or reading.status == "zombie":
+                if born is not None or (pid == root and not self.root_gone.is_set()):
+                    self._born.pop(pid, None)
+                    self._cmdlines.pop(pid, None)
+                    self._ranks.pop(pid, None)
+                    self.emit(ProcessEnded(pid, now, None))
+                if pid == root:
+                    self.root_gone.set()
                 continue
-            if pid == root.pid:
-                reading = self._with_host(reading, {p.pid for p in tree})
+            self._born[pid] = reading.create_time
+            if pid == root:
+                reading = self._with_host(reading, set(tree))
             readings.append(reading)
         self.emit(ResourceBatch(now, readings))
 
