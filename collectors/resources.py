@@ -39,9 +39,17 @@ def read_cmdline(pid: int) -> list[str]:
         return []
 
 
+STILL_READ_EVERY_S = 1.0
+"""A process whose CPU ticks did not move since its last full reading has its threads and IO read again
+only this often: a waiting pool worker's three threads were six file reads ten times a second for
+nothing. (A thread can run a few ms without a tick: the next full reading has it.)"""
+
+
 def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
-                 ranks: dict[int, tuple[str, tuple]] | None = None) -> ProcessReading | None:
-    """One reading of one process, or None if it vanished or cannot be read.
+                 ranks: dict[int, tuple[str, tuple]] | None = None,
+                 last: tuple[float, ProcessReading] | None = None) -> tuple[float, ProcessReading] | None:
+    """(when its threads were read, one reading of one process), or None if it vanished or cannot be read;
+    `last` is what the previous call returned.
 
     Straight from /proc (collectors.procfs): one stat file for the process, one stat and one
     schedstat per thread, its io. psutil read the stat file once per figure, and the tree's
@@ -52,8 +60,11 @@ def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
     stat = process_stat(pid)
     if stat is None:
         return None
-    threads = thread_times(pid) or {}
-    io = io_bytes(pid)
+    if last is not None and last[1].cpu_s == stat.cpu_s and time.time() - last[0] < STILL_READ_EVERY_S:
+        full_at, still = last
+        threads, io = still.thread_times, (still.read_bytes, still.write_bytes)
+    else:
+        threads, io, full_at = thread_times(pid) or {}, io_bytes(pid), time.time()
     known = cmdlines.get(pid)
     if known is None or known[0] != stat.comm or not known[1]:  # empty: read mid-exec, or denied
         known = cmdlines[pid] = (stat.comm, read_cmdline(pid))
@@ -64,7 +75,7 @@ def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
         if known_rank is None or known_rank[0] != stat.comm:
             known_rank = ranks[pid] = (stat.comm, read_ranks(pid))
         rank = known_rank[1]
-    return ProcessReading(
+    return full_at, ProcessReading(
         pid=pid,
         ppid=stat.ppid,
         name=full_name(stat.comm, cmdline),
@@ -181,6 +192,8 @@ class ResourceSampler(Background):
         self.interval = 1.0 / rate_hz
         self._born: dict[int, float] = {}
         """Create time of each process of the tree read so far: another there is a reused pid."""
+        self._last: dict[int, tuple[float, ProcessReading]] = {}
+        """Each process's last reading, and when its threads were read (STILL_READ_EVERY_S)."""
         self._cmdlines: dict[int, tuple[str, list[str]]] = {}
         self._monitor: MonitorCpu | None = None
         self._ranks: dict[int, tuple[str, tuple]] = {}
@@ -213,13 +226,15 @@ class ResourceSampler(Background):
         tree = {pid: None for pid in [root, *without_gradetop_pids(_descendants(root))]}
         readings = []
         for pid in [*tree, *(p for p in self._born if p not in tree)]:  # the tree, then those gone from it
-            reading = read_process(pid, self._cmdlines, self._ranks) if pid in tree else None
+            read = read_process(pid, self._cmdlines, self._ranks, self._last.get(pid)) if pid in tree else None
+            reading = read[1] if read else None
             born = self._born.get(pid)
             if reading is not None and born is not None and abs(reading.create_time - born) > 0.01:
                 reading = None  # a new process got the pid: the old one ended, the new one is read next time
             if reading is None or reading.status == "zombie":
                 if born is not None or (pid == root and not self.root_gone.is_set()):
                     self._born.pop(pid, None)
+                    self._last.pop(pid, None)
                     self._cmdlines.pop(pid, None)
                     self._ranks.pop(pid, None)
                     self.emit(ProcessEnded(pid, now, None))
@@ -227,6 +242,7 @@ class ResourceSampler(Background):
                     self.root_gone.set()
                 continue
             self._born[pid] = reading.create_time
+            self._last[pid] = read
             if pid == root:
                 reading = self._with_host(reading, set(tree))
             readings.append(reading)

@@ -7,12 +7,16 @@ SIGINT and flushes at its next tick. Windows therefore cover the wall
 clock with no gap (measured in bench/), and a sample reaches the model at
 most one window plus a flush after it was taken.
 
+The first window of a command gradetop starts is launched with it, before
+the model loads (collectors.launch); the sampler takes it over.
+
 One sampler per process, not py-spy's -s: under -s, children attach
 asynchronously after the first tick, so every window would open with a gap
 in every child. The monitor starts a sampler for each process it finds.
 
 A child that hardly runs is sampled at a tenth of the rate in longer
-windows, and one that does not run at all is parked (collectors.quiet).
+windows, and one that does not run at all, or under 1% of a core, is
+parked (collectors.quiet).
 The process we were asked to watch is always sampled at the full rate: its
 phases need the resolution.
 
