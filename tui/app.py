@@ -293,7 +293,6 @@ class GradetopApp(App):
             rate=status.rate,
             asked=status.asked,
             samples=status.samples,
-            dropped=status.dropped,
             state=status.state.label,
             frozen=self.frozen,
             filter_text=filter_text,

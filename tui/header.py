@@ -14,7 +14,7 @@ STATE_STYLES = {"running": "bold black on #87d787", "file": "bold black on #87af
 
 
 class StatusHeader(Static):
-    def show(self, title: str, elapsed: float, rate: float, asked: float, samples: int, dropped: int,
+    def show(self, title: str, elapsed: float, rate: float, asked: float, samples: int,
              state: str, frozen: bool, filter_text: str, alert: str = "", writing_to: str | None = None,
              gpu: str = "") -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -30,8 +30,6 @@ class StatusHeader(Static):
         text.append(f" {clock(elapsed)}")
         text.append(f"  {rate:.0f}/{asked:.0f} Hz", style="#87d787" if rate >= 0.9 * asked else "#d7af5f")
         text.append(f"  {samples:,} samples")
-        if dropped:
-            text.append(f"  {dropped:,} dropped", style="#d7af5f")
         if gpu:
             text.append(f"  {gpu}", style="#87d7ff" if gpu.startswith("GPU") and ":" not in gpu else "#d7af5f")
         if not filter_text.endswith("whole run, all threads"):
