@@ -34,9 +34,9 @@ from gradetop.model.records import StackBatch, ThreadSamples
 WAKE_CHECK_S = 0.05
 """How often a quiet child's counters are read."""
 PARKED_CHECK_S = 0.1
-"""How often a parked child's are: at 15 parked workers, every read is 150 wake-ups a second of gradetop's
-threads (0.05 s: 300, about 2% of a core). What it ran since it woke says when it did, so the new window's
-first samples still cover that time."""
+"""How often a parked child's are: at 15 parked workers, 150 wake-ups a second of gradetop's threads
+(300 at 0.05 s; the difference was within the noise of gradetop's CPU, 8 s runs). What it ran since it
+woke says when it did, so the new window's first samples still cover that time."""
 PARK_AFTER_S = 1.0
 """A quiet child none of whose threads ran for this long is parked, however long its window."""
 PARK_CHECK_S = 0.25
