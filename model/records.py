@@ -70,7 +70,8 @@ class ProcessReading:
     With `monitor_cpu_s` it says who held the cores when a thread of the workflow waited for one."""
     host_cores: int = 0
     monitor_cpu_s: float = -1.0
-    """On the root's reading only: CPU seconds of gradetop itself and its py-spy samplers, cumulative."""
+    """On the root's reading only: CPU seconds of gradetop itself and its py-spy samplers, cumulative (-1: not
+    read this time; it is read once a second)."""
 
 
 @dataclass(frozen=True, slots=True)
