@@ -8,7 +8,6 @@ stderr: `explain_failure` turns them into one line a user can act on.
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import numpy as np
