@@ -73,10 +73,19 @@ def watch_command(command: list[str], args, mode: str) -> int:
         launched = launch(command, values["stacks"], capture_output=True)
     except TargetError as exc:
         raise UserError(str(exc)) from None
-    from gradetop.collectors.session import Session, SessionOptions
+    try:
+        from gradetop.collectors.session import Session, SessionOptions
 
-    return watch(lambda options: Session.spawn(command, options, mode=mode, capture_output=True, launched=launched),
-                 args, SessionOptions(**values))
+        return watch(lambda options: Session.spawn(command, options, mode=mode, capture_output=True,
+                                                   launched=launched), args, SessionOptions(**values))
+    except KeyboardInterrupt:
+        # Ctrl-C before the UI took the keyboard (it loads for a few tenths of a second): the user stopped
+        # the run, as under `record`. The workflow has a session of its own, so the terminal's SIGINT
+        # never reached it: without this it ran on, unseen.
+        if launched.target.poll() is None:
+            say(f"stopping {' '.join(command)} (pid {launched.target.pid})")
+            launched.target.stop(grace_s=3.0)
+        raise
 
 
 def watch(make_session, args, options=None) -> int:

@@ -221,3 +221,27 @@ def test_sigterm_and_sighup_end_record_as_sigint_does(tmp_path, ptrace):
         assert f"wrote {out}" in stderr
         profile = load(out)
         assert profile.warnings == [] and profile.timeline.samples > 50
+
+
+def test_ctrl_c_before_the_ui_is_up_stops_the_workflow_it_started(monkeypatch, tmp_path, ptrace):
+    """`run` starts its command in a session of its own (it may outlive a detach), so the terminal's
+    Ctrl-C reaches gradetop alone. Before the UI has the keyboard, that Ctrl-C stops the run, as
+    under `record`: the workflow must not run on unseen."""
+    from gradetop.cli import live
+    from gradetop.cli.main import build_parser, parse
+
+    argv = ["run", "--no-save", "--", sys.executable, "-c", "import time; time.sleep(60)"]
+    args = parse(build_parser(argv), argv)
+    started = []
+    real_launch = live.launch
+    monkeypatch.setattr(live, "launch", lambda *a, **k: started.append(real_launch(*a, **k)) or started[-1])
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt  # as Ctrl-C lands while the session and the UI load
+
+    monkeypatch.setattr(live, "watch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        live.watch_command(args.command, args, "run")
+    target = started[0].target
+    assert target.poll() is not None, "the workflow was left running"
+    assert _wait_gone(target.pid, 10)
