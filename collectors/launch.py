@@ -66,9 +66,8 @@ class Launched:
     first_window: Window | None = None
 
 
-def launch(command: list[str], stacks: StackOptions, capture_output: bool = False,
-           sample: bool = True) -> Launched:
-    """Start `command` with its marker folder, and (with `sample`) py-spy on it at once.
+def launch(command: list[str], stacks: StackOptions, capture_output: bool = False) -> Launched:
+    """Start `command` with its marker folder, and py-spy on it at once.
 
     With `capture_output` (the UI), its output goes to a log file that it keeps writing after a
     detach; without, it shares gradetop's terminal and dies with gradetop.
@@ -85,12 +84,11 @@ def launch(command: list[str], stacks: StackOptions, capture_output: bool = Fals
         scratch.remove(folder)
         raise
     launched = Launched(target, folder, log_path, scratch.new_folder("windows"), output, started)
-    if sample:
-        try:
-            launched.first_window = launch_window(target.pid, stacks, os.path.join(launched.window_folder, "w0.json"),
-                                                  stacks.rate_hz, limit_s=FIRST_WINDOW_LIMIT_S)
-        except (PySpyMissing, OSError):
-            pass  # the sampler tries again, and says why it cannot
+    try:
+        launched.first_window = launch_window(target.pid, stacks, os.path.join(launched.window_folder, "w0.json"),
+                                              stacks.rate_hz, limit_s=FIRST_WINDOW_LIMIT_S)
+    except (PySpyMissing, OSError):
+        pass  # the sampler tries again, and says why it cannot
     scratch.claim(folder, target.pid)
     scratch.sweep()
     return launched

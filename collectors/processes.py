@@ -37,7 +37,11 @@ def python_processes() -> list[dict]:
 
 
 def without_gradetop_pids(pids: list[int]) -> list[int]:
-    """`pids` less gradetop and every process below it: `without_gradetop`, for process ids."""
+    """`pids` less gradetop and every process below it (its py-spy helpers).
+
+    They are among a target's descendants only when the target is an ancestor of gradetop
+    (`record --pid $$` from a shell, `--pid 1`): sampling them would watch gradetop watching.
+    """
     me = os.getpid()
     if me not in pids:
         return pids
@@ -49,16 +53,6 @@ def without_gradetop_pids(pids: list[int]) -> list[int]:
 
 
 def without_gradetop(procs: list[psutil.Process]) -> list[psutil.Process]:
-    """`procs` less gradetop and every process below it (its py-spy helpers).
-
-    They are among a target's descendants only when the target is an ancestor of gradetop
-    (`record --pid $$` from a shell, `--pid 1`): sampling them would watch gradetop watching.
-    """
-    me = os.getpid()
-    if not any(p.pid == me for p in procs):
-        return procs
-    try:
-        mine = {me, *(p.pid for p in psutil.Process(me).children(recursive=True))}
-    except psutil.Error:
-        mine = {me}
-    return [p for p in procs if p.pid not in mine]
+    """`without_gradetop_pids`, for psutil processes."""
+    keep = set(without_gradetop_pids([p.pid for p in procs]))
+    return [p for p in procs if p.pid in keep]

@@ -161,11 +161,8 @@ def process_run_ns(pid: int) -> int | None:
 
 def process_cpu_s(pid: int) -> float | None:
     """Seconds all threads of a process ran (user + system, in clock ticks); None if unreadable."""
-    fields = _stat_fields(f"/proc/{pid}/stat")
-    try:
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    except (TypeError, ValueError, IndexError):
-        return None
+    stat = process_stat(pid)
+    return None if stat is None else stat.cpu_s
 
 
 def zombie_exit(pid: int) -> tuple[int | None, int | None]:

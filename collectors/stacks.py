@@ -107,13 +107,11 @@ class StackSampler(Background):
             if self._wait_for_end(current):
                 self._finish(current, time.time())
                 return
-            asleep = self._asleep(current)
-            if asleep or self._dozing(current):
+            parking = self._parking(current)
+            if parking is not None:
+                asleep, ran = parking
                 since = time.time()
-                ran = current.run_ns_at_launch if asleep else process_run_ns(self.pid)
                 self._finish(current, since)
-                if ran is None:
-                    return  # it ended
                 # Asleep, it cannot have moved: its last stacks stand. Dozing, it may have taken a task at
                 # the window's end: what each thread showed most stands.
                 self._standing = self._last_stacks if asleep else self._usual_stacks
@@ -168,19 +166,22 @@ class StackSampler(Background):
         return (self.adaptive and self._woke is None
                 and ran_little(self.pid, window.t_launch, window.cpu_at_launch, self.options.quiet_cpu))
 
-    def _asleep(self, window: Window) -> bool:
-        """Whether no thread of the process ran at all through the quiet `window` (a whole one, or
-        PARK_AFTER_S of it: collectors.quiet)."""
-        return (window.quiet and self._woke is None and window.run_ns_at_launch is not None
-                and self._last_stacks is not None and process_run_ns(self.pid) == window.run_ns_at_launch)
-
-    def _dozing(self, window: Window) -> bool:
-        """Whether the process ran under DOZE_SHARE of a core through the whole quiet `window`."""
+    def _parking(self, window: Window) -> tuple[bool, int] | None:
+        """(asleep, what it has run) where the quiet `window`'s process may be parked: asleep, no thread
+        ran at all (a whole window, or PARK_AFTER_S of it: collectors.quiet); else dozing, under
+        DOZE_SHARE of a core through a whole one. None where it may not (or it ended)."""
         if not (window.quiet and self._woke is None and window.run_ns_at_launch is not None
-                and self._last_stacks is not None and time.time() - window.t_launch >= PARK_AFTER_S):
-            return False
-        run_ns = process_run_ns(self.pid)
-        return run_ns is not None and run_ns - window.run_ns_at_launch < DOZE_SHARE * 1e9 * (time.time() - window.t_launch)
+                and self._last_stacks is not None):
+            return None
+        run_ns, now = process_run_ns(self.pid), time.time()
+        if run_ns is None:
+            return None
+        if run_ns == window.run_ns_at_launch:
+            return True, run_ns
+        lasted = now - window.t_launch
+        if lasted >= PARK_AFTER_S and run_ns - window.run_ns_at_launch < DOZE_SHARE * 1e9 * lasted:
+            return False, run_ns
+        return None
 
     def _cover(self, t0: float, t1: float) -> None:
         """While parked: the standing stacks stand for [t0, t1]."""
