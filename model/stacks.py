@@ -129,12 +129,30 @@ class StackTable:
         """Node id of a stack given root-first frame ids."""
         node = ROOT
         children = self._children
-        for fid in frame_ids:
-            key = (node, fid)
-            child = children.get(key)
+        for depth, fid in enumerate(frame_ids):
+            child = children.get((node, fid))
             if child is None:
-                child = self.add_node(node, int(fid))
+                return self._add_path(node, [int(f) for f in frame_ids], depth)
             node = child
+        return node
+
+    def _add_path(self, node: int, frame_ids: list[int], depth: int) -> int:
+        """The nodes of `frame_ids[depth:]` below `node` (the part of the path that is new), all at once:
+        a new stack is 20-40 frames, and node by node each would walk its ancestors again."""
+        functions = self.frames.function_of.view()[frame_ids].tolist()
+        above = set(functions[:depth])
+        first = len(self.parent)
+        parents, recursive = [], []
+        for k in range(depth, len(frame_ids)):
+            self._children[(node, frame_ids[k])] = first + k - depth
+            parents.append(node)
+            recursive.append(functions[k] in above)
+            above.add(functions[k])
+            node = first + k - depth
+        self.parent.extend(parents)
+        self.frame.extend(frame_ids[depth:])
+        self.depth.extend(np.arange(depth + 1, len(frame_ids) + 1))
+        self.recursive.extend(recursive)
         return node
 
     def intern_path(self, path: tuple[int, ...]) -> int:

@@ -157,7 +157,15 @@ def find_wait(frames: list[Frame], source_line: str | None = None, active: bool 
     only for a thread that does not run, and a bare `with x:` line counts as
     a lock wait only when it is known not to.
     """
-    python = [i for i, f in enumerate(frames) if not is_native(f)]
+    # The Python frames at the top, as many as step 1 may read (a stack is 20-40 frames deep, and
+    # this runs for every new stack the model meets).
+    python = []
+    for i in range(len(frames) - 1, -1, -1):
+        if not is_native(frames[i]):
+            python.append(i)
+            if len(python) > CHAIN_DEPTH:
+                break
+    python.reverse()
     if not python:
         native = _native_wait(frames, -1, None)
         return native if native and native.reason else None
