@@ -2,8 +2,9 @@
 
 Records are built like the collectors build them: one StackBatch per 0.5 s
 py-spy window of one process with 8 threads at 100 Hz (50 samples per thread
-per batch), each batch carrying its own local frame table and root-first
-stacks 20-40 frames deep drawn from a few hundred distinct stacks; and a
+per batch), numbered by a sampler's StackIds (collectors.pyspy: lasting ids,
+each batch names the frames and stacks new in it), with root-first stacks
+20-40 frames deep drawn from a few hundred distinct stacks; and a
 ResourceBatch every 0.1 s with every thread's cumulative CPU and schedstat
 seconds, so the active-time join (Profile._active_seconds) runs for every
 sample. Records are handed to Profile.ingest in the order the monitor hands
@@ -44,6 +45,7 @@ import psutil
 
 from _machine import ForeignLoad, describe
 
+from gradetop.collectors.pyspy import StackIds
 from gradetop.model.allocator import return_freed_memory
 from gradetop.model.calltree import build_tree, top_functions
 from gradetop.model.profile import Profile, ProfileMeta
@@ -127,6 +129,7 @@ class Job:
         self.cpu = np.zeros(THREADS)
         self.active = np.zeros(THREADS)
         self.ticks = int(round(RATE_HZ * WINDOW_S))
+        self.ids = StackIds()
 
     def _reading(self, t: float) -> ResourceBatch:
         dt = 1.0 / RESOURCE_HZ
@@ -154,19 +157,22 @@ class Job:
                 self.phase[i] = int(rng.integers(len(u.phases)))
             ids, p = u.phases[self.phase[i]] if self.busy[i] else u.waiting
             draws.append(ids[rng.choice(len(ids), self.ticks, p=p)])
-        used = np.unique(np.concatenate(draws))
-        frame_ids = sorted({f for s in used for f in u.stacks[s]})
-        local_of = {f: k for k, f in enumerate(frame_ids)}
-        local_stack = {int(s): tuple(local_of[f] for f in u.stacks[s]) for s in used}
         dt = (t_end - t_start) / self.ticks
         times = t_start + (np.arange(self.ticks) + 0.5) * dt
         weights = np.full(self.ticks, dt, dtype=np.float32)
-        threads = [
-            ThreadSamples(PID, tid, name, times.copy(), weights.copy(), [local_stack[int(s)] for s in d])
-            for tid, name, d in zip(self.tids, self.names, draws)
-        ]
-        frames = [u.frames[f] for f in frame_ids]
-        return StackBatch(PID, t_start, t_end, self.ticks, frames, threads, {PID: "python train.py"})
+        threads = []
+        for tid, name, d in zip(self.tids, self.names, draws):
+            # As py-spy's parse gives them: a stretch of equal samples is one stack, numbered by the
+            # sampler's StackIds (lasting ids; the batch names the new frames and stacks).
+            change = np.r_[True, d[1:] != d[:-1]]
+            stretch = np.array([self.ids.stack(tuple([self.ids.frame(u.frames[f]) for f in u.stacks[s]]))
+                                for s in d[change].tolist()], dtype=np.int32)
+            threads.append(ThreadSamples(PID, tid, name, times.copy(), weights.copy(),
+                                         stack_of=stretch[np.cumsum(change) - 1]))
+        batch = StackBatch(PID, t_start, t_end, self.ticks, threads=threads, commands={PID: "python train.py"},
+                           **self.ids.batch_fields())
+        self.ids.emitted(batch)
+        return batch
 
     def next_records(self) -> list:
         """Records of the next window: the readings up to just past its end, then its stack batch."""

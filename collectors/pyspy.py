@@ -7,6 +7,7 @@ stderr: `explain_failure` turns them into one line a user can act on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -53,6 +54,49 @@ def explain_failure(stderr: str, pid: int) -> tuple[str, str]:
     return "error", f"py-spy could not sample process {pid}: {first}"
 
 
+class StackIds:
+    """One sampler's frames and stacks, numbered once for all its windows: a batch names only those no
+    earlier batch of the sampler did, and the model maps each once (model.records.StackBatch). Used by
+    the sampler's own thread only."""
+
+    _spaces = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.space = next(self._spaces)
+        self.frames: list[tuple[str, str, int]] = []
+        self.stacks: list[tuple[int, ...]] = []
+        self._frame_ids: dict[tuple[str, str, int], int] = {}
+        self._stack_ids: dict[tuple[int, ...], int] = {}
+        self._sent = (0, 0)
+        """Frames and stacks that batches handed to the model named: the next batch names those after."""
+
+    def frame(self, frame: tuple[str, str, int]) -> int:
+        fid = self._frame_ids.get(frame)
+        if fid is None:
+            fid = self._frame_ids[frame] = len(self.frames)
+            self.frames.append(frame)
+        return fid
+
+    def stack(self, stack: tuple[int, ...]) -> int:
+        sid = self._stack_ids.get(stack)
+        if sid is None:
+            sid = self._stack_ids[stack] = len(self.stacks)
+            self.stacks.append(stack)
+        return sid
+
+    def batch_fields(self) -> dict:
+        """The id fields of a batch made now: the frames and stacks not sent yet."""
+        frames, stacks = self._sent
+        return {"space": self.space, "first_frame": frames, "frames": self.frames[frames:],
+                "first_stack": stacks, "stacks": self.stacks[stacks:]}
+
+    def emitted(self, batch: StackBatch) -> None:
+        """`batch` reached the model: its frames and stacks need not be named again."""
+        if batch.space == self.space:
+            self._sent = (max(self._sent[0], batch.first_frame + len(batch.frames)),
+                          max(self._sent[1], batch.first_stack + len(batch.stacks)))
+
+
 def parse_chrometrace(
     data: str | bytes,
     pid: int,
@@ -63,6 +107,7 @@ def parse_chrometrace(
     traces: int | None = None,
     asked_hz: float = 0.0,
     t_zero: float | None = None,
+    ids: StackIds | None = None,
 ) -> StackBatch:
     """A StackBatch from one window of `py-spy record -f chrometrace --idle -t` on `pid`, cut at `t_end`.
 
@@ -80,6 +125,9 @@ def parse_chrometrace(
     `t_from` (the previous window's cut, when that is earlier), so windows
     meet without a gap.
 
+    With `ids`, frames and stacks get the sampler's lasting ids (the batch names the new ones); else
+    ids of this batch alone.
+
     The batch's ticks are what py-spy says it sampled (`traces`: one per
     thread per tick), over the threads it saw for as long as it saw each,
     in the part kept; else the kept part at the asked rate.
@@ -89,8 +137,8 @@ def parse_chrometrace(
     start = min((e.get("ts", 0) for e in events), default=0)
     closing = max((e.get("ts", 0) for e in events), default=0)
     t_from = t_first if t_from is None else min(t_from, t_first)
-    frames: list[tuple[str, str, int]] = []
-    frame_index: dict[tuple[str, str, int], int] = {}
+    own = ids is None
+    ids = ids or StackIds()
     per_thread: dict[int, list[dict]] = {}
     for e in events:
         per_thread.setdefault(e.get("tid", 0), []).append(e)
@@ -103,7 +151,8 @@ def parse_chrometrace(
         seen_at: list[float] = []
         first_tick: list[bool] = []
         """Stacks seen at py-spy's first tick: they stand for the time since `t_from`."""
-        stacks: list[tuple[int, ...]] = []
+        stacks: list[int] = []
+        """Each stretch's stack id."""
         i = 0
         while i < len(evs):
             ts = evs[i].get("ts", 0)
@@ -124,18 +173,13 @@ def parse_chrometrace(
                         name = m.group(2) or name
                         stack.append(-1)
                         continue
-                key = (func, file, int(args.get("line") or 0))
-                index = frame_index.get(key)
-                if index is None:
-                    index = frame_index[key] = len(frames)
-                    frames.append(key)
-                stack.append(index)
+                stack.append(ids.frame((func, file, int(args.get("line") or 0))))
             if t_zero is None:
                 seen_at.append(t_first + (ts - start) / 1e6)
             else:  # py-spy's closing of every stack, as it writes the file, was not seen at a tick
                 seen_at.append(t_zero + ts / 1e6 - (0.0 if ts == closing else tick))
             first_tick.append(ts == start)
-            stacks.append(tuple(f for f in stack if f >= 0))
+            stacks.append(ids.stack(tuple(f for f in stack if f >= 0)))
         if os_tid is None or not seen_at:
             continue
         seen_s += seen_at[-1] - seen_at[0]
@@ -143,7 +187,7 @@ def parse_chrometrace(
         ends = np.r_[begins[1:], begins[-1]]
         begins[first_tick] = t_from
         begins, ends = np.clip(begins, t_from, t_end), np.clip(ends, t_from, t_end)
-        keep = [k for k in range(len(stacks)) if stacks[k] and ends[k] - begins[k] > 1e-6]
+        keep = [k for k in range(len(stacks)) if ids.stacks[stacks[k]] and ends[k] - begins[k] > 1e-6]
         if not keep:
             continue
         spans = ends[keep] - begins[keep]
@@ -153,13 +197,14 @@ def parse_chrometrace(
         within = np.arange(len(segment)) - np.repeat(np.cumsum(counts) - counts, counts)
         times = begins[keep][segment] + (within + 0.5) * step[segment]
         threads.append(ThreadSamples(pid, os_tid, name, times, step[segment].astype(np.float32),
-                                     [stacks[keep[s]] for s in segment]))
+                                     stack_of=np.array(stacks, dtype=np.int32)[keep][segment]))
     span = (max((e.get("ts", 0) for e in events), default=start) - start) / 1e6
     if traces and seen_s > 0 and span > 0:
         ticks = int(round(traces / (seen_s / span) * min(1.0, max(t_end - t_first, 0.0) / span)))
     else:
         ticks = int(round(max(t_end - t_from, 0.0) * rate_hz))
-    return StackBatch(pid, t_from, max(t_end, t_from), ticks, frames, threads, {}, asked_hz)
+    names = {"frames": ids.frames, "stacks": ids.stacks} if own else ids.batch_fields()
+    return StackBatch(pid, t_from, max(t_end, t_from), ticks, threads=threads, asked_hz=asked_hz, **names)
 
 
 def last_change_s(data: str | bytes) -> float | None:

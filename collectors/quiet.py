@@ -49,8 +49,8 @@ WAKE_SPAN_S = 0.5
 """Over how long a quiet child must run more than its share to wake: the kernel charges CPU in 10 ms
 ticks, and one tick in one check would wake a worker for each 1 ms task."""
 
-LastStacks = tuple[list[tuple[str, str, int]], list[tuple[int, int, str, tuple[int, ...]]]]
-"""A window's frames, and each thread's (pid, tid, name, stack) at its end."""
+LastStacks = list[tuple[int, int, str, int]]
+"""Each thread's (pid, tid, name, stack id) at a window's end: an id of the sampler's StackIds."""
 
 
 def ran_little(pid: int, since: float, cpu_then: float | None, share: float) -> bool:
@@ -121,25 +121,23 @@ def wait_while_asleep(pid: int, since: float, ran: int, every_s: float, stop: th
     return None, False
 
 
-def usual_stack(samples: ThreadSamples) -> tuple[int, ...]:
-    """The stack a thread showed for the most time in a window."""
-    seconds: dict[tuple[int, ...], float] = {}
-    for stack, w in zip(samples.stacks, samples.weights.tolist()):
-        seconds[stack] = seconds.get(stack, 0.0) + w
-    return max(seconds, key=seconds.get)
+def usual_stack(samples: ThreadSamples) -> int:
+    """The stack a thread showed for the most time in a window (its id)."""
+    ids, which = np.unique(samples.stack_of, return_inverse=True)
+    return int(ids[np.bincount(which, samples.weights).argmax()])
 
 
-def parked_batch(pid: int, last: LastStacks, t0: float, t1: float, rate_hz: float) -> StackBatch | None:
-    """Idle samples of the last stacks over [t0, t1] at `rate_hz`, of the threads still there."""
+def parked_batch(pid: int, last: LastStacks, t0: float, t1: float, rate_hz: float, frames: dict) -> StackBatch | None:
+    """Idle samples of the last stacks over [t0, t1] at `rate_hz`, of the threads still there; `frames`:
+    the batch's id fields (StackIds.batch_fields: its stacks were named before)."""
     if t1 - t0 <= 1e-6:
         return None
-    frames, stacks = last
     count = max(1, int(round((t1 - t0) * rate_hz)))
     step = (t1 - t0) / count
     times = t0 + (np.arange(count) + 0.5) * step
     weights = np.full(count, step, dtype=np.float32)
     # A thread that ended meanwhile has no more samples; if the whole process ended, all lived to its end.
     gone = not os.path.exists(f"/proc/{pid}")
-    threads = [ThreadSamples(p, tid, name, times.copy(), weights.copy(), [stack] * count)
-               for p, tid, name, stack in stacks if gone or os.path.exists(f"/proc/{pid}/task/{tid}")]
-    return StackBatch(pid, t0, t1, 0, frames, threads, {}, rate_hz, parked=True)
+    threads = [ThreadSamples(p, tid, name, times.copy(), weights.copy(), stack_of=np.full(count, stack, np.int32))
+               for p, tid, name, stack in last if gone or os.path.exists(f"/proc/{pid}/task/{tid}")]
+    return StackBatch(pid, t0, t1, 0, threads=threads, asked_hz=rate_hz, parked=True, **frames)

@@ -40,11 +40,11 @@ from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.exits import EXITS
 from gradetop.collectors.procfs import process_cpu_s, process_run_ns
-from gradetop.collectors.pyspy import explain_failure, last_change_s, parse_chrometrace
+from gradetop.collectors.pyspy import StackIds, explain_failure, last_change_s, parse_chrometrace
 from gradetop.collectors.quiet import (DOZE_REFRESH_S, DOZE_SHARE, PARK_AFTER_S, LastStacks, parked_batch, ran_little,
                                       usual_stack, wait_while_asleep, wait_while_quiet)
 from gradetop.collectors.window import StackOptions, Window, launch
-from gradetop.model.records import SamplerNote
+from gradetop.model.records import SamplerNote, StackBatch
 
 START_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
@@ -70,6 +70,7 @@ class StackSampler(Background):
         self._first, self._tmp = first_window or (None, scratch.new_folder("windows"))
         """A window launched before this sampler (collectors.launch): its first try at attaching."""
         self._seq = 0
+        self._ids = StackIds()
         self._tick_s: dict[float, float] = {}
         """Seconds per tick, per asked rate, in the last window we ended ourselves (py-spy's real pace)."""
         self._woke: float | None = None
@@ -185,10 +186,10 @@ class StackSampler(Background):
 
     def _cover(self, t0: float, t1: float) -> None:
         """While parked: the standing stacks stand for [t0, t1]."""
-        batch = parked_batch(self.pid, self._standing, t0, t1, self.options.quiet_hz)
+        batch = parked_batch(self.pid, self._standing, t0, t1, self.options.quiet_hz, self._ids.batch_fields())
         if batch is not None:
             self.parked_s += t1 - t0
-            self.emit(batch)
+            self._emit(batch)
 
     def _attach(self) -> Window | None:
         """First window, retried while the target is young; reports why if it never works."""
@@ -267,7 +268,8 @@ class StackSampler(Background):
         if data:
             def parse(until: float):
                 return parse_chrometrace(data, self.pid, window.t_start, until, window.rate_hz, window.t_from,
-                                         window.traces, window.rate_hz, t_zero=window.t_exec)
+                                         window.traces, window.rate_hz, t_zero=window.t_exec,
+                                         ids=self._ids)
 
             try:
                 batch = parse(t_end)
@@ -295,13 +297,17 @@ class StackSampler(Background):
                 self._tick_s[window.rate_hz] = (t_end - window.t_start) / batch.ticks
             self.windows += 1
             self.quiet_windows += window.quiet
-            self._last_stacks = (batch.frames, [(ts.pid, ts.tid, ts.name, ts.stacks[-1])
-                                                for ts in batch.threads if ts.stacks])
+            self._last_stacks = [(ts.pid, ts.tid, ts.name, int(ts.stack_of[-1])) for ts in batch.threads
+                                 if len(ts.stack_of)]
             if window.quiet:
-                self._usual_stacks = (batch.frames, [(ts.pid, ts.tid, ts.name, usual_stack(ts))
-                                                     for ts in batch.threads if ts.stacks])
-            self.emit(batch)
+                self._usual_stacks = [(ts.pid, ts.tid, ts.name, usual_stack(ts))
+                                      for ts in batch.threads if len(ts.stack_of)]
+            self._emit(batch)
         self._cleanup(window)
+
+    def _emit(self, batch: StackBatch) -> None:
+        self.emit(batch)
+        self._ids.emitted(batch)
 
     def _discard(self, window: Window) -> None:
         if window.proc.poll() is None:

@@ -42,41 +42,90 @@ def node_wait_reason(stacks: StackTable, node: int, active: bool | None = None) 
     return wait_reason([(f.function, f.file, f.line) for f in frames], line, active)
 
 
+class CounterReadings:
+    """The last `keep` readings of one thread's active-seconds counter, as arrays the join reads without
+    a copy (one thread is read 10 times a second, and every window joins each of its threads)."""
+
+    __slots__ = ("_t", "_v", "_start", "_end", "_keep")
+
+    def __init__(self, keep: int) -> None:
+        self._t, self._v = np.empty(2 * keep), np.empty(2 * keep)
+        self._start = self._end = 0
+        self._keep = keep
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def append(self, t: float, value: float) -> None:
+        if self._end == len(self._t):  # full: the last `keep - 1` move to the front, once per `keep` readings
+            kept = slice(self._end - self._keep + 1, self._end)
+            n = self._keep - 1
+            self._t[:n], self._v[:n] = self._t[kept], self._v[kept]
+            self._start, self._end = 0, n
+        self._t[self._end], self._v[self._end] = t, value
+        self._end += 1
+        self._start = max(self._start, self._end - self._keep)
+
+    @property
+    def times(self) -> np.ndarray:
+        return self._t[self._start:self._end]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._v[self._start:self._end]
+
+    @property
+    def last_time(self) -> float:
+        return float(self._t[self._end - 1])
+
+
 class ActivitySplit:
     """Gives each sample its share of its thread's kernel-counted active seconds (see the module doc)."""
 
     def __init__(self, stacks: StackTable) -> None:
         self.stacks = stacks
-        self._waits: dict[int, bool] = {}
+        self._waits = np.zeros(0, dtype=np.int8)
+        """Per trie node: 1 in a known wait, 0 not, -1 not classified yet (most nodes are never a stack's top)."""
         self._held: dict[tuple[int, int], float] = {}
         """Per thread: kernel seconds its busy samples could not hold yet."""
 
     def waits(self, nodes: np.ndarray) -> np.ndarray:
-        """Whether each sample's stack is in a known wait."""
-        unique, index = np.unique(nodes, return_inverse=True)
-        known = self._waits
-        for node in unique.tolist():
-            if node not in known:
-                known[node] = node_wait_reason(self.stacks, node) is not None
-        return np.array([known[n] for n in unique.tolist()], dtype=bool)[index]
+        """Whether each sample's stack is in a known wait: an array lookup, classifying only new tops."""
+        if len(self._waits) < len(self.stacks):
+            self._waits = np.r_[self._waits, np.full(len(self.stacks) - len(self._waits), -1, dtype=np.int8)]
+        known = self._waits[nodes]
+        if (known < 0).any():
+            for node in np.unique(nodes[known < 0]).tolist():
+                self._waits[node] = node_wait_reason(self.stacks, node) is not None
+            known = self._waits[nodes]
+        return known.astype(bool)
 
-    def split(self, thread: tuple[int, int], kernel: np.ndarray, weights: np.ndarray,
-              nodes: np.ndarray) -> np.ndarray:
-        """Active seconds per sample of one thread in one window: `kernel` is what its counter says ran
-        around each sample."""
+    def split(self, threads: list[tuple[int, int]], which: np.ndarray, kernel: np.ndarray,
+              weights: np.ndarray, nodes: np.ndarray, joined: np.ndarray) -> np.ndarray:
+        """Active seconds per sample of one window: sample i is of thread `threads[which[i]]`, and
+        `kernel[i]` is what that thread's counter says ran around it. A thread that is not `joined`
+        (never read: it lived between two readings) has every sample count active."""
         w = weights.astype(np.float64)
         waiting = self.waits(nodes)
-        busy_w, wait_w = float(w[~waiting].sum()), float(w[waiting].sum())
-        ran = self._held.pop(thread, 0.0) + float(np.maximum(kernel, 0.0).sum())
-        to_busy = min(busy_w, ran)
-        # What busy samples could not hold: kept for the next window's (they missed the bursts here),
-        # what is beyond that goes to the waits (a thread also runs a little in them: it wakes there).
-        held = min(CARRY_S, ran - to_busy) if busy_w or wait_w else 0.0
-        to_wait = min(wait_w, ran - to_busy - held)
-        if held > 0:
-            self._held[thread] = held
-        share = np.where(waiting, to_wait / wait_w if wait_w else 0.0, to_busy / busy_w if busy_w else 0.0)
-        return (w * share).astype(np.float32)
+        n = len(threads)
+        busy_w = np.bincount(which, np.where(waiting, 0.0, w), n).tolist()
+        wait_w = np.bincount(which, np.where(waiting, w, 0.0), n).tolist()
+        ran_s = np.bincount(which, np.maximum(kernel, 0.0), n).tolist()
+        busy_share, wait_share = np.ones(n), np.ones(n)
+        for k, thread in enumerate(threads):
+            if not joined[k]:
+                continue
+            ran = self._held.pop(thread, 0.0) + ran_s[k]
+            to_busy = min(busy_w[k], ran)
+            # What busy samples could not hold: kept for the next window's (they missed the bursts here),
+            # what is beyond that goes to the waits (a thread also runs a little in them: it wakes there).
+            held = min(CARRY_S, ran - to_busy) if busy_w[k] or wait_w[k] else 0.0
+            to_wait = min(wait_w[k], ran - to_busy - held)
+            if held > 0:
+                self._held[thread] = held
+            busy_share[k] = to_busy / busy_w[k] if busy_w[k] else 0.0
+            wait_share[k] = to_wait / wait_w[k] if wait_w[k] else 0.0
+        return (w * np.where(waiting, wait_share[which], busy_share[which])).astype(np.float32)
 
     def forget(self, thread: tuple[int, int]) -> None:
         self._held.pop(thread, None)

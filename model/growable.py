@@ -48,9 +48,11 @@ class GrowableArray:
 
     def extend(self, values) -> None:
         values = np.asarray(values, dtype=self._data.dtype)
-        self._reserve(len(values))
-        self._data[self._size : self._size + len(values)] = values
-        self._size += len(values)
+        size, n = self._size, len(values)
+        if size + n > len(self._data):
+            self._reserve(n)
+        self._data[size:size + n] = values
+        self._size = size + n
 
     def frozen(self) -> "GrowableArray":
         """The filled part as it is now, sharing the buffer: appends write past its end and splices

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from gradetop._version import __version__
-from gradetop.model.activity import ActivitySplit
+from gradetop.model.activity import ActivitySplit, CounterReadings
 from gradetop.model.calltree import CallTree, build_tree
 from gradetop.model.journal import Journal
 from gradetop.model.gpu import GpuModel
 from gradetop.model.gpu_records import GPU_RECORDS
+from gradetop.model.growable import GrowableArray
 from gradetop.model.processes import HOST_PID, MONITOR_PID, PID_STRIDE, ProcessInfo, ThreadInfo
 from gradetop.model.records import (
     OutputLine,
@@ -62,6 +63,14 @@ class ProfileMeta:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+@dataclass
+class IdSpace:
+    """A collector's frame and stack ids (StackBatch.space), mapped: to our frame ids, to our trie nodes."""
+
+    frames: list[int] = field(default_factory=list)
+    nodes: GrowableArray = field(default_factory=lambda: GrowableArray(np.int32))
+
+
 class Profile:
     def __init__(self, meta: ProfileMeta | None = None) -> None:
         self.meta = meta or ProfileMeta()
@@ -82,7 +91,7 @@ class Profile:
         """Set while a snapshot writer streams this profile to disk: it gets every piece as ingested."""
         self.warnings: list[str] = []
         """What reading this profile from a file survived (a torn last chunk, a damaged one)."""
-        self._recent_active: dict[tuple[int, int], deque[tuple[float, float]]] = {}
+        self._recent_active: dict[tuple[int, int], CounterReadings] = {}
         self._activity = ActivitySplit(self.stacks)
         self._threads_read: dict[int, set[int]] = {}
         """Per process, the threads its last reading had."""
@@ -93,6 +102,8 @@ class Profile:
         """For a frozen picture (`freeze`), when it was taken: its clock stops there."""
         self._lives: dict[int, list[tuple[float, int]]] = {}
         """(start time, model pid) of each later process that got a pid the kernel had handed out before."""
+        self._id_spaces: dict[int, IdSpace] = {}
+        """Collectors' lasting frame and stack ids mapped to ours (StackBatch.space)."""
 
     def freeze(self) -> "Profile":
         """A picture of the profile now that no later ingest can change: views are computed from it
@@ -118,6 +129,7 @@ class Profile:
             picture._activity = ActivitySplit(picture.stacks)
             picture._threads_read, picture._thread_ended = {}, {}
             picture._lives = {}
+            picture._id_spaces = {}
             picture.last_resource_time = self.last_resource_time
             picture.taken_at = time.time()
         return picture
@@ -197,31 +209,17 @@ class Profile:
         return record
 
     def _ingest_stacks(self, batch: StackBatch) -> None:
-        intern = self.frames.intern
-        local_to_global = [intern(func, file, line) for func, file, line in batch.frames]
-        nodes_of: dict[tuple[int, ...], int] = {}
-        parts: list[tuple[ThreadSamples, np.ndarray, np.ndarray]] = []
+        node_of = self._nodes_of(batch)
+        parts: list[tuple[ThreadSamples, np.ndarray]] = []
         for ts in batch.threads:
             ended = self._thread_ended.get((ts.pid, ts.tid))
             if ended is not None and len(ts.times) and ts.times[-1] >= ended:
                 keep = ts.times < ended
-                ts = replace(ts, times=ts.times[keep], weights=ts.weights[keep],
-                             stacks=[stack for stack, kept in zip(ts.stacks, keep.tolist()) if kept])
+                ts = replace(ts, times=ts.times[keep], weights=ts.weights[keep], stack_of=ts.stack_of[keep])
             if len(ts.times) == 0:
                 continue
-            # A thread's samples repeat a few stack objects (a stretch of one stack, a cached tuple):
-            # look each object up once by identity, not by hashing its frames every sample.
-            by_object: dict[int, int] = {}
-            nodes = np.empty(len(ts.stacks), dtype=np.int32)
-            for i, local in enumerate(ts.stacks):
-                node = by_object.get(id(local))
-                if node is None:
-                    node = nodes_of.get(local)
-                    if node is None:
-                        node = nodes_of[local] = self.stacks.intern_path(tuple([local_to_global[f] for f in local]))
-                    by_object[id(local)] = node
-                nodes[i] = node
-            parts.append((ts, nodes, self._active_seconds(ts.pid, ts.tid, ts.times, ts.weights, nodes)))
+            nodes = node_of[ts.stack_of]
+            parts.append((ts, nodes))
             key = (ts.pid, ts.tid)
             if key not in self.threads or (ts.name and self.threads[key].name != ts.name):
                 self.threads[key] = ThreadInfo(ts.pid, ts.tid, ts.name)
@@ -234,15 +232,19 @@ class Profile:
                 proc.why_not_sampled = ""
         if parts:
             # One append for the whole window, threads one after the other: the columns grow once.
-            counts = [len(nodes) for _, nodes, _ in parts]
-            rows = {"t": np.concatenate([ts.times for ts, _, _ in parts]),
-                    "w": np.concatenate([ts.weights for ts, _, _ in parts]),
-                    "active": np.concatenate([active for _, _, active in parts]),
-                    "n": np.ones(sum(counts), dtype=np.uint32),
-                    "stack": np.concatenate([nodes for _, nodes, _ in parts]),
-                    "pid": np.repeat(np.array([ts.pid for ts, _, _ in parts], dtype=np.int32), counts),
-                    "tid": np.repeat(np.array([ts.tid for ts, _, _ in parts], dtype=np.int32), counts),
-                    "flags": np.zeros(sum(counts), dtype=np.uint8)}
+            counts = np.array([len(nodes) for _, nodes in parts])
+            times = np.concatenate([ts.times for ts, _ in parts])
+            weights = np.concatenate([ts.weights for ts, _ in parts])
+            nodes = np.concatenate([nodes for _, nodes in parts])
+            threads = [(ts.pid, ts.tid) for ts, _ in parts]
+            rows = {"t": times,
+                    "w": weights,
+                    "active": self._active_seconds(threads, counts, times, weights, nodes),
+                    "n": np.ones(len(times), dtype=np.uint32),
+                    "stack": nodes,
+                    "pid": np.repeat(np.array([pid for pid, _ in threads], dtype=np.int32), counts),
+                    "tid": np.repeat(np.array([tid for _, tid in threads], dtype=np.int32), counts),
+                    "flags": np.zeros(len(times), dtype=np.uint8)}
             self.timeline.append(**rows)
             if self.journal is not None:
                 self.journal.samples.append(rows)
@@ -260,27 +262,70 @@ class Profile:
                 proc.asked_ticks += span * asked_hz
         self.timeline.compact()
 
-    def _active_seconds(self, pid: int, tid: int, times: np.ndarray, weights: np.ndarray,
-                        nodes: np.ndarray) -> np.ndarray:
-        """Seconds of each sample the thread was running or runnable: its kernel counter says how many,
-        its stacks where (model.activity)."""
-        recent = self._recent_active.get((pid, tid))
-        if not recent or len(recent) < 2:
-            # Never read (it lived between two readings): py-spy saw it run Python, so count it active.
-            return weights.astype(np.float32)
-        rt, rc = (np.asarray(column, dtype=np.float64) for column in zip(*recent))
+    def _nodes_of(self, batch: StackBatch) -> np.ndarray:
+        """Our trie node of each stack id the batch may use. A collector's ids are mapped once per run,
+        kept per id space: what an earlier window named costs nothing more."""
+        if batch.space:
+            space = self._id_spaces.get(batch.space)
+            if space is None:
+                space = self._id_spaces[batch.space] = IdSpace()
+        else:
+            space = IdSpace()
+        frames, intern = space.frames, self.frames.intern
+        if len(frames) < batch.first_frame:  # never for a collector's batches, which come in order
+            frames.extend([intern("<frame lost>", "", 0)] * (batch.first_frame - len(frames)))
+        for k, (func, file, line) in enumerate(batch.frames, start=batch.first_frame):
+            if k == len(frames):
+                frames.append(intern(func, file, line))
+        known = len(space.nodes)
+        if known < batch.first_stack:
+            lost = self.stacks.intern([intern("<stack lost>", "", 0)])
+            space.nodes.extend(np.full(batch.first_stack - known, lost))
+            known = batch.first_stack
+        new = [self.stacks.intern_path(tuple([frames[f] for f in stack]))
+               for stack in batch.stacks[known - batch.first_stack:]]
+        if new:
+            space.nodes.extend(new)
+        return space.nodes.view()
+
+    def _active_seconds(self, threads: list[tuple[int, int]], counts: np.ndarray, times: np.ndarray,
+                        weights: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Seconds of each sample of a window that its thread was running or runnable: its kernel counter
+        says how many, its stacks where (model.activity). The threads' samples lie one after the other."""
         half = weights / 2.0
-        lo, hi = float((times - half).min()), float((times + half).max())
-        # Samples just outside the readings (a thread born or a process ended between two
-        # readings) continue the nearest interval's rate instead of counting as idle.
-        if lo < rt[0]:
-            rate = (rc[1] - rc[0]) / max(rt[1] - rt[0], 1e-9)
-            rt, rc = np.r_[lo, rt], np.r_[rc[0] - rate * (rt[0] - lo), rc]
-        if hi > rt[-1]:
-            rate = (rc[-1] - rc[-2]) / max(rt[-1] - rt[-2], 1e-9)
-            rt, rc = np.r_[rt, hi], np.r_[rc, rc[-1] + rate * (hi - rt[-1])]
-        kernel = np.interp(times + half, rt, rc) - np.interp(times - half, rt, rc)
-        return self._activity.split((pid, tid), kernel, weights, nodes)
+        begins, ends = times - half, times + half
+        firsts = np.cumsum(counts) - counts
+        lows, highs = np.minimum.reduceat(begins, firsts).tolist(), np.maximum.reduceat(ends, firsts).tolist()
+        # Every thread's readings on one axis, each after the one before (`shift` apart), so that one
+        # interpolation serves the whole window: per thread, it cost more than the rest of the ingest.
+        axis, counter, shift = [], [], np.zeros(len(threads))
+        joined = np.zeros(len(threads), dtype=bool)
+        placed = 0.0
+        for k, thread in enumerate(threads):
+            recent = self._recent_active.get(thread)
+            if not recent or len(recent) < 2:
+                continue  # never read (it lived between two readings): py-spy saw it run Python
+            joined[k] = True
+            rt, rc = recent.times, recent.values
+            lo, hi = lows[k], highs[k]
+            # Samples just outside the readings (a thread born or a process ended between two
+            # readings) continue the nearest interval's rate instead of counting as idle.
+            if lo < rt[0]:
+                rate = (rc[1] - rc[0]) / max(rt[1] - rt[0], 1e-9)
+                rt, rc = np.r_[lo, rt], np.r_[rc[0] - rate * (rt[0] - lo), rc]
+            if hi > rt[-1]:
+                rate = (rc[-1] - rc[-2]) / max(rt[-1] - rt[-2], 1e-9)
+                rt, rc = np.r_[rt, hi], np.r_[rc, rc[-1] + rate * (hi - rt[-1])]
+            shift[k] = placed - rt[0]
+            axis.append(rt + shift[k])
+            counter.append(rc)
+            placed += rt[-1] - rt[0] + 1.0
+        if not axis:
+            return weights.astype(np.float32)
+        which = np.repeat(np.arange(len(threads)), counts)
+        at, x, y = shift[which], np.concatenate(axis), np.concatenate(counter)
+        kernel = np.where(joined[which], np.interp(ends + at, x, y) - np.interp(begins + at, x, y), 0.0)
+        return self._activity.split(threads, which, kernel, weights, nodes, joined)
 
     def _ingest_resources(self, batch: ResourceBatch) -> None:
         procs = batch.processes
@@ -290,16 +335,18 @@ class Profile:
                  for pid, cpu, cores in ((HOST_PID, p.host_busy_s, p.host_cores), (MONITOR_PID, p.monitor_cpu_s, 0))
                  if cpu >= 0]
         if procs:
+            # Lists, not arrays: the columns convert them once (a reading is a few rows, and each
+            # conversion costs about as much as the append).
             rows = {
-                "t": np.full(len(procs) + len(extra), batch.t),
-                "pid": np.array([p.pid for p in procs] + [e[0] for e in extra]),
-                "cpu_s": np.array([p.cpu_s for p in procs] + [e[1] for e in extra]),
-                "rss": np.array([p.rss for p in procs] + [0] * len(extra)),
-                "read_bytes": np.array([p.read_bytes for p in procs] + [-1] * len(extra)),
-                "write_bytes": np.array([p.write_bytes for p in procs] + [-1] * len(extra)),
-                "threads": np.array([p.num_threads for p in procs] + [e[2] for e in extra]),
+                "t": [batch.t] * (len(procs) + len(extra)),
+                "pid": [p.pid for p in procs] + [e[0] for e in extra],
+                "cpu_s": [p.cpu_s for p in procs] + [e[1] for e in extra],
+                "rss": [p.rss for p in procs] + [0] * len(extra),
+                "read_bytes": [p.read_bytes for p in procs] + [-1] * len(extra),
+                "write_bytes": [p.write_bytes for p in procs] + [-1] * len(extra),
+                "threads": [p.num_threads for p in procs] + [e[2] for e in extra],
             }
-            self.process_series.append(**rows)
+            self.process_series.add(rows)
             if self.journal is not None:
                 self.journal.process_series.append(rows)
         pids, tids, cpus, actives = [], [], [], []
@@ -314,25 +361,22 @@ class Profile:
             if p.cmdline:
                 info.cmdline = list(p.cmdline)
             self._note_thread_ends(p.pid, set(p.thread_times), batch.t)
+            pids.extend([p.pid] * len(p.thread_times))
+            tids.extend(p.thread_times)
             for tid, (cpu_s, active_s) in p.thread_times.items():
-                pids.append(p.pid)
-                tids.append(tid)
                 cpus.append(cpu_s)
                 actives.append(active_s)
                 recent = self._recent_active.get((p.pid, tid))
                 if recent is None:
-                    recent = self._recent_active[(p.pid, tid)] = deque(maxlen=RECENT_THREAD_READINGS)
-                recent.append((batch.t, active_s))
+                    recent = self._recent_active[(p.pid, tid)] = CounterReadings(RECENT_THREAD_READINGS)
+                recent.append(batch.t, active_s)
         if pids:
-            rows = {"t": np.full(len(pids), batch.t), "pid": np.array(pids), "tid": np.array(tids),
-                    "cpu_s": np.array(cpus), "active_s": np.array(actives)}
-            self.thread_series.append(**rows)
+            rows = {"t": [batch.t] * len(pids), "pid": pids, "tid": tids, "cpu_s": cpus, "active_s": actives}
+            self.thread_series.add(rows)
             if self.journal is not None:
                 self.journal.thread_series.append(rows)
         self.last_resource_time = batch.t
         self._forget_stale_threads(batch.t)
-        self.process_series.thin()
-        self.thread_series.thin()
 
     def _note_thread_ends(self, pid: int, tids: set[int], t: float) -> None:
         """A thread read before and missing from this reading ended in between: py-spy keeps its last
@@ -342,7 +386,7 @@ class Profile:
             for tid in before - tids:
                 recent = self._recent_active.get((pid, tid))
                 if recent:
-                    self._thread_ended[(pid, tid)] = (recent[-1][0] + t) / 2
+                    self._thread_ended[(pid, tid)] = (recent.last_time + t) / 2
             for tid in tids - before:
                 self._thread_ended.pop((pid, tid), None)  # a thread id handed out again
             self._threads_read[pid] = tids
@@ -351,7 +395,7 @@ class Profile:
         """Drop join state of threads unread for a while: their last windows are in by then."""
         if len(self._recent_active) < 256:
             return
-        stale = [k for k, r in self._recent_active.items() if r and now - r[-1][0] > STALE_THREAD_S]
+        stale = [k for k, r in self._recent_active.items() if r and now - r.last_time > STALE_THREAD_S]
         for key in stale:
             del self._recent_active[key]
             self._activity.forget(key)

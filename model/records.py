@@ -7,7 +7,7 @@ remote agent stream them later and a test build them by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # arrays in annotations only: records load without numpy (collectors.launch)
@@ -25,13 +25,24 @@ class ThreadSamples:
     """Wall-clock time of each sample, epoch seconds (float64)."""
     weights: np.ndarray
     """Wall seconds each sample stands for (float32)."""
-    stacks: list[tuple[int, ...]]
-    """Root-first indices into the batch's `frames`, one tuple per sample."""
+    stacks: list[tuple[int, ...]] | None = None
+    """Only to build a batch by hand: each sample's stack (root-first frame ids). The batch moves them
+    into its own `stacks` and leaves this None."""
+    stack_of: np.ndarray | None = None
+    """Each sample's stack: its id in the batch's stacks (int32)."""
 
 
 @dataclass(frozen=True, slots=True)
 class StackBatch:
-    """Everything one sampling window saw of one process."""
+    """Everything one sampling window saw of one process.
+
+    Frames and stacks are named by ids. Where `space` is 0 the ids are this
+    batch's own, from 0. Else they are a collector's (collectors.pyspy.StackIds),
+    which keeps them from batch to batch: a batch names only the frames and
+    stacks no earlier batch of the space did, from `first_frame` and
+    `first_stack` on, and the model maps each of them once per run, not once
+    per window (a sample is then one array lookup).
+    """
 
     pid: int
     t_start: float
@@ -39,6 +50,7 @@ class StackBatch:
     ticks: int
     """Sampling ticks in the window (py-spy's own rate drifts; this is what it did)."""
     frames: list[tuple[str, str, int]]
+    """(function, file, line) of frame ids `first_frame`, `first_frame + 1`..."""
     threads: list[ThreadSamples]
     commands: dict[int, str] = field(default_factory=dict)
     """pid -> command line, as py-spy saw it."""
@@ -46,6 +58,27 @@ class StackBatch:
     """The rate this window asked for (lower for a quiet child); 0 where unknown: the profile's rate."""
     parked: bool = False
     """No py-spy ran: the kernel said no thread of the process ran, so its last stacks stand for the time."""
+    space: int = 0
+    first_frame: int = 0
+    stacks: list[tuple[int, ...]] = field(default_factory=list)
+    """Root-first frame ids of stack ids `first_stack`, `first_stack + 1`..."""
+    first_stack: int = 0
+
+    def __post_init__(self) -> None:
+        if any(ts.stack_of is None for ts in self.threads):  # built by hand: number the threads' stacks
+            import numpy as np
+
+            index = {stack: k for k, stack in enumerate(self.stacks, start=self.first_stack)}
+            threads = [ts if ts.stack_of is not None else replace(
+                ts, stacks=None, stack_of=np.fromiter((index.setdefault(stack, self.first_stack + len(index)) for stack in ts.stacks),
+                                                      np.int32, len(ts.stacks)))
+                       for ts in self.threads]
+            object.__setattr__(self, "threads", threads)
+            object.__setattr__(self, "stacks", list(index))
+
+    def stacks_of(self, samples: ThreadSamples) -> list[tuple[int, ...]]:
+        """Each sample's stack, of a thread of this batch whose stacks it names (a space's first batch)."""
+        return [self.stacks[k - self.first_stack] for k in samples.stack_of.tolist()]
 
 
 @dataclass(frozen=True, slots=True)

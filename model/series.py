@@ -33,6 +33,11 @@ THREAD_COLUMNS = {
 }
 
 
+HELD_ROWS = 256
+"""Rows `add` holds back before it appends them: a reading is a few rows, and each append costs a few
+microseconds a column, as much as the rest of a reading's ingest."""
+
+
 class Series(Columns):
     """Columnar readings, appended in time order, thinned to `keep_every_s` past `age_s`."""
 
@@ -42,11 +47,28 @@ class Series(Columns):
         self.keep_every_s = keep_every_s
         self._thinned_upto = 0
         self._rows_at_last_thin = 0
+        self._held: list[dict[str, list]] = []
+        self._held_rows = 0
+
+    def add(self, rows: dict[str, list]) -> None:
+        """Append rows given as lists, column by column: held back until a read or HELD_ROWS of them,
+        then appended and thinned at once (a read sees every row added before it)."""
+        self._held.append(rows)
+        self._held_rows += len(rows["t"])
+        if self._held_rows >= HELD_ROWS:
+            self._settle()
+
+    def _settle(self) -> None:
+        held = self.__dict__.get("_held")
+        if held:
+            self._held, self._held_rows = [], 0
+            self.append(**{name: [v for rows in held for v in rows[name]] for name in self._cols})
+            self.thin()
 
     def frozen(self) -> "Series":
         """These readings as they are now; later appends and thinning do not change them."""
         copy = Series({}, self.age_s, self.keep_every_s)
-        copy._cols = self.frozen_columns()
+        copy._cols = self.frozen_columns()  # settles this one first
         copy._thinned_upto = copy._rows_at_last_thin = len(copy)
         return copy
 

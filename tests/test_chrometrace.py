@@ -32,7 +32,7 @@ def test_each_change_keeps_its_time_and_each_stretch_is_ticks():
     batch = parse_chrometrace(TRACE, 42, t_first=10.0, t_end=10.1, rate_hz=100.0)
     (ts,) = batch.threads
     assert (ts.pid, ts.tid, ts.name) == (42, 1001, "MainThread")
-    names = [[batch.frames[i][0] for i in stack] for stack in ts.stacks]
+    names = [[batch.frames[i][0] for i in stack] for stack in batch.stacks_of(ts)]
     assert names == [["main", "f"]] * 5 + [["main", "g"]] * 5
     assert np.allclose(ts.weights, 0.01) and ts.weights.sum() == pytest.approx(0.1)
     assert ts.times[0] == pytest.approx(10.005) and ts.times[5] == pytest.approx(10.055)
@@ -43,7 +43,7 @@ def test_on_py_spys_own_clock_a_change_is_placed_a_tick_before_the_tick_that_saw
     # average (exponential), so g began about 10 ms before that. The first stack reaches back to t_from.
     batch = parse_chrometrace(TRACE, 42, t_first=10.0, t_end=10.1, rate_hz=100.0, t_zero=9.99)
     (ts,) = batch.threads
-    names = [batch.frames[stack[-1]][0] for stack in ts.stacks]
+    names = [batch.frames[stack[-1]][0] for stack in batch.stacks_of(ts)]
     g = names.index("g")
     assert ts.times[g] - ts.weights[g] / 2 == pytest.approx(9.99 + 0.051 - 0.01)
     assert ts.times[0] - ts.weights[0] / 2 == pytest.approx(10.0)
