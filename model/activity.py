@@ -46,33 +46,32 @@ class CounterReadings:
     """The last `keep` readings of one thread's active-seconds counter, as arrays the join reads without
     a copy (one thread is read 10 times a second, and every window joins each of its threads)."""
 
-    __slots__ = ("_t", "_v", "_start", "_end", "_keep")
+    __slots__ = ("_t", "_v", "_end", "_keep")
 
     def __init__(self, keep: int) -> None:
         self._t, self._v = np.empty(2 * keep), np.empty(2 * keep)
-        self._start = self._end = 0
+        self._end = 0
         self._keep = keep
 
     def __len__(self) -> int:
-        return self._end - self._start
+        return min(self._end, self._keep)
 
     def append(self, t: float, value: float) -> None:
-        if self._end == len(self._t):  # full: the last `keep - 1` move to the front, once per `keep` readings
-            kept = slice(self._end - self._keep + 1, self._end)
-            n = self._keep - 1
-            self._t[:n], self._v[:n] = self._t[kept], self._v[kept]
-            self._start, self._end = 0, n
-        self._t[self._end], self._v[self._end] = t, value
-        self._end += 1
-        self._start = max(self._start, self._end - self._keep)
+        end = self._end
+        if end == len(self._t):  # full: the last `keep - 1` move to the front, once per `keep` readings
+            end = self._keep - 1
+            self._t[:end], self._v[:end] = self._t[-end:], self._v[-end:]
+        self._t[end] = t
+        self._v[end] = value
+        self._end = end + 1
 
     @property
     def times(self) -> np.ndarray:
-        return self._t[self._start:self._end]
+        return self._t[max(0, self._end - self._keep):self._end]
 
     @property
     def values(self) -> np.ndarray:
-        return self._v[self._start:self._end]
+        return self._v[max(0, self._end - self._keep):self._end]
 
     @property
     def last_time(self) -> float:

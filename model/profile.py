@@ -363,12 +363,13 @@ class Profile:
             self._note_thread_ends(p.pid, set(p.thread_times), batch.t)
             pids.extend([p.pid] * len(p.thread_times))
             tids.extend(p.thread_times)
+            readings = self._recent_active
             for tid, (cpu_s, active_s) in p.thread_times.items():
                 cpus.append(cpu_s)
                 actives.append(active_s)
-                recent = self._recent_active.get((p.pid, tid))
+                recent = readings.get((p.pid, tid))
                 if recent is None:
-                    recent = self._recent_active[(p.pid, tid)] = CounterReadings(RECENT_THREAD_READINGS)
+                    recent = readings[(p.pid, tid)] = CounterReadings(RECENT_THREAD_READINGS)
                 recent.append(batch.t, active_s)
         if pids:
             rows = {"t": [batch.t] * len(pids), "pid": pids, "tid": tids, "cpu_s": cpus, "active_s": actives}
