@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
+import threading
 
 import importlib
 
@@ -113,5 +115,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The `gradetop` command: `main`, then out without the interpreter's teardown.
+
+    Tearing down numpy, msgpack and the rest took 23 ms at every exit, and a
+    workflow run under `gradetop record` or `run` waits for it (issue 12: wall time
+    against py-spy alone). As at a normal exit, threads that are not daemons are
+    waited for and exit handlers run.
+    """
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone (| head), a stream closed: nothing more to say
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -1,3 +1,3 @@
-from gradetop.cli.main import main
+from gradetop.cli.main import entry
 
-raise SystemExit(main())
+entry()

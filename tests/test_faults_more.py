@@ -223,7 +223,9 @@ def test_signals_while_record_writes_its_file_lose_nothing(tmp_path, ptrace, sig
             proc.wait()
     assert sent > 2, "gradetop ended before the second signal: nothing was tested"
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
-    assert proc.returncode != 0, stderr  # interrupted: the workflow was stopped
+    # The workflow's own status (busy_forever ends 0 on the SIGINT that stops it), as after any stop; or
+    # the signal's own, where one landed after gradetop's last line and its handler was gone.
+    assert proc.returncode in (0, -sig), (proc.returncode, stderr)
     said = re.search(r"wrote .*: (\d+) samples", stderr)
     assert said, stderr
     profile = load(out)
