@@ -14,7 +14,6 @@ from gradetop.cli.progress import progress_bar
 from gradetop.collectors.launch import launch
 from gradetop.collectors.target import TargetError, shell_status
 from gradetop.collectors.window import StackOptions
-from gradetop.model.rules import RulesError, load_rules, rules_to_data
 
 # The session, the model and numpy load in `run`, after the command has started (collectors.launch).
 
@@ -114,6 +113,9 @@ def phase_options(args) -> dict:
         options["user_code"] = [os.path.abspath(p) for p in args.user_code]
     if not getattr(args, "phases", None):
         return options
+    # Here, not above: `record -- CMD` starts CMD before it loads more than it must (collectors.launch).
+    from gradetop.model.rules import RulesError, load_rules, rules_to_data
+
     try:
         return {**options, "phase_rules": rules_to_data(load_rules(args.phases))}
     except RulesError as exc:

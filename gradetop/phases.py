@@ -17,7 +17,6 @@ visible to the monitor at once, and nothing is lost if the program dies.
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import threading
 import time
@@ -96,6 +95,8 @@ class _Phase:
         return False
 
     def __call__(self, func):
+        import inspect  # here: it costs 9 ms, and the CLI and a workflow that only uses `with` never need it
+
         name = self.name
         if inspect.iscoroutinefunction(func):
             # The phase is the awaited work, not the creation of the coroutine object.
