@@ -127,9 +127,9 @@ def usual_stack(samples: ThreadSamples) -> int:
     return int(ids[np.bincount(which, samples.weights).argmax()])
 
 
-def parked_batch(pid: int, last: LastStacks, t0: float, t1: float, rate_hz: float, frames: dict) -> StackBatch | None:
-    """Idle samples of the last stacks over [t0, t1] at `rate_hz`, of the threads still there; `frames`:
-    the batch's id fields (StackIds.batch_fields: its stacks were named before)."""
+def parked_batch(pid: int, last: LastStacks, t0: float, t1: float, rate_hz: float, ids: dict) -> StackBatch | None:
+    """Idle samples of the last stacks over [t0, t1] at `rate_hz`, of the threads still there; `ids`: the
+    batch's id fields (StackIds.batch_fields: its stacks were named before)."""
     if t1 - t0 <= 1e-6:
         return None
     count = max(1, int(round((t1 - t0) * rate_hz)))
@@ -140,4 +140,4 @@ def parked_batch(pid: int, last: LastStacks, t0: float, t1: float, rate_hz: floa
     gone = not os.path.exists(f"/proc/{pid}")
     threads = [ThreadSamples(p, tid, name, times.copy(), weights.copy(), stack_of=np.full(count, stack, np.int32))
                for p, tid, name, stack in last if gone or os.path.exists(f"/proc/{pid}/task/{tid}")]
-    return StackBatch(pid, t0, t1, 0, threads=threads, asked_hz=rate_hz, parked=True, **frames)
+    return StackBatch(pid, t0, t1, 0, threads=threads, asked_hz=rate_hz, parked=True, **ids)

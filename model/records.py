@@ -2,7 +2,8 @@
 
 Collectors only produce these; the model only consumes them. Keeping them
 free of live objects (no psutil.Process, no file handles) is what lets a
-remote agent stream them later and a test build them by hand.
+remote agent stream them later and a test build them by hand. One sampler's
+stack batches share ids (StackBatch): they are read in the order they came.
 """
 
 from __future__ import annotations

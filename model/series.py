@@ -52,7 +52,8 @@ class Series(Columns):
 
     def add(self, rows: dict[str, list]) -> None:
         """Append rows given as lists, column by column: held back until a read or HELD_ROWS of them,
-        then appended and thinned at once (a read sees every row added before it)."""
+        then appended and thinned at once (a read sees every row added before it, so reads, like adds,
+        are under the profile's lock or of a frozen copy)."""
         self._held.append(rows)
         self._held_rows += len(rows["t"])
         if self._held_rows >= HELD_ROWS:
