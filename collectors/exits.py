@@ -27,7 +27,11 @@ class ExitClock:
         self._exited: dict[int, float] = {}
 
     def watch(self, pid: int) -> bool:
-        """Start watching `pid`; False where the kernel or the platform has no pidfds (then nothing is known)."""
+        """Start watching `pid` (if not watched already); False where the kernel or the platform has no
+        pidfds (then nothing is known)."""
+        with self._lock:
+            if pid in self._fds.values():
+                return True
         try:
             fd = os.pidfd_open(pid)
         except (AttributeError, OSError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import linecache
 import os
+import time
 from dataclasses import dataclass
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -21,6 +22,10 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop", "Z": "zombie",
           "X": "dead", "x": "dead", "K": "wake-kill", "W": "waking", "I": "idle", "P": "parked"}
 """stat's state letters, as psutil names them."""
+BOOT_TIME = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+"""When the machine booted, to a millisecond: a process's start (clock ticks after boot) plus this is
+its create time. psutil adds /proc/stat's btime, whole seconds: its create times are up to a second
+early, and a worker that lived 0.2 s read as 0.7 s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +40,13 @@ class ProcessStat:
     """User + system seconds of all its threads (clock ticks)."""
     num_threads: int
     start_ticks: int
-    """Clock ticks after boot when it started: with the boot time, its create time (as psutil gives it)."""
+    """Clock ticks after boot when it started (`create_time` says when that was)."""
     rss: int
+
+    @property
+    def create_time(self) -> float:
+        """When it started, epoch seconds (to a clock tick)."""
+        return BOOT_TIME + self.start_ticks / CLOCK_TICKS
 
 
 def process_stat(pid: int) -> ProcessStat | None:

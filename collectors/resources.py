@@ -21,7 +21,8 @@ import psutil
 
 from gradetop.collectors.background import Background
 from gradetop.collectors.processes import without_gradetop_pids
-from gradetop.collectors.procfs import CLOCK_TICKS, descendants, io_bytes, process_stat, thread_times
+from gradetop.collectors.exits import EXITS
+from gradetop.collectors.procfs import descendants, io_bytes, process_stat, thread_times
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
 from gradetop.model.roles_env import ranks_of
 
@@ -81,7 +82,7 @@ def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
         ppid=stat.ppid,
         name=full_name(stat.comm, cmdline),
         cmdline=cmdline,
-        create_time=stat.start_ticks / CLOCK_TICKS + BOOT_TIME,
+        create_time=stat.create_time,
         status=stat.status,
         cpu_s=stat.cpu_s,
         rss=stat.rss,
@@ -91,10 +92,6 @@ def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
         thread_times=threads,
         ranks=rank,
     )
-
-
-BOOT_TIME = psutil.boot_time()
-"""With a process's start in clock ticks after boot, its create time, exactly as psutil computes it."""
 
 
 def full_name(comm: str, cmdline: list[str]) -> str:
@@ -245,10 +242,13 @@ class ResourceSampler(Background):
                     self._last.pop(pid, None)
                     self._cmdlines.pop(pid, None)
                     self._ranks.pop(pid, None)
-                    self.emit(ProcessEnded(pid, now, None))
+                    # The kernel's word (collectors.exits); now, a reading late at most, where it had none.
+                    self.emit(ProcessEnded(pid, EXITS.exited_at(pid) or now, None))
                 if pid == root:
                     self.root_gone.set()
                 continue
+            if born is None:
+                EXITS.watch(pid)  # when it ends, to the millisecond, sampled or not
             self._born[pid] = reading.create_time
             self._last[pid] = read
             if pid == root:

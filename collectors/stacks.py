@@ -39,7 +39,7 @@ import psutil
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.exits import EXITS
-from gradetop.collectors.procfs import process_cpu_s, process_run_ns
+from gradetop.collectors.procfs import process_cpu_s, process_run_ns, process_stat
 from gradetop.collectors.pyspy import StackIds, explain_failure, last_change_s, parse_chrometrace
 from gradetop.collectors.quiet import (DOZE_REFRESH_S, DOZE_SHARE, PARK_AFTER_S, LastStacks, parked_batch, ran_little,
                                       usual_stack, wait_while_asleep, wait_while_quiet)
@@ -343,7 +343,5 @@ def _command_of(pid: int) -> str:
 
 
 def _start_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
+    stat = process_stat(pid)
+    return None if stat is None else stat.create_time
