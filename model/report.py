@@ -26,8 +26,9 @@ REPORT_VERSION = 2
 2: automatic phases are named in the user's words (`import sklearn`, `worker: fit (SVC)`, bootstrap
 frames skipped) and worker phases carry their process's role; processes[] and phases[] have a `role`;
 phases[] have `breakdown` ({part: seconds}, {} unless training-like), `headline`, `detail` and
-`helper_cpu_s`; `imports` lists import seconds per process and package. Version 1 readers keep
-working on the fields they knew (same names, same units)."""
+`helper_cpu_s`; `imports` lists import seconds per process and package; processes[] have
+`started_s` and `ended_s` (from the recording's start; null where unknown or still running).
+Version 1 readers keep working on the fields they knew (same names, same units)."""
 
 
 def build_report(profile: Profile, include_idle: bool | None = None, limit: int | None = None,
@@ -89,6 +90,8 @@ def build_report(profile: Profile, include_idle: bool | None = None, limit: int 
                     "coverage": round(totals.get(p.pid, none).coverage, 4),
                     "quiet_s": round(p.quiet_s, 3),
                     "parked_s": round(p.parked_s, 3),
+                    "started_s": round(p.create_time - meta.start_time, 3) if p.create_time else None,
+                    "ended_s": None if p.end_time is None else round(p.end_time - meta.start_time, 3),
                 }
                 for p in processes
             ],
@@ -180,7 +183,7 @@ def format_report(report: dict, top: int = 20) -> str:
     lines.append("")
     lines.append("Processes")
     hosts = {p.get("host") for p in report["processes"]}
-    for p in report["processes"]:
+    for p, alike in _process_groups(report["processes"]):
         state = "sampled" if p["sampled"] else f"not sampled: {p['why_not_sampled'] or 'no stacks seen'}"
         code = "" if p["exit_code"] is None else f", exit {p['exit_code']}"
         role = p.get("role") or ""
@@ -188,6 +191,9 @@ def format_report(report: dict, top: int = 20) -> str:
         where = f"{p.get('host') or '?'}:{p.get('host_pid', p['pid'])}" if len(hosts) > 1 else f"{p['pid']:>7}"
         if p.get("rank") is not None and role != f"rank {p['rank']}":
             role = f"{role}, rank {p['rank']}" if role else f"rank {p['rank']}"
+        if len(alike) > 1:
+            where = f"x{len(alike)}".rjust(len(where))  # ASCII: a report reads the same in any locale
+            state += f", up to {_at_once(alike)} alive, {_median_life(alike):.1f} s each"
         lines.append(_clip(f"  {where}  {role:<17} {_clip(p['cmdline'], 34):<34}  {state}{code}", WIDTH))
     kind = "wall seconds, idle included" if report["idle_included"] else "active seconds"
     lines.append("")
@@ -210,6 +216,51 @@ def format_report(report: dict, top: int = 20) -> str:
 
 WIDTH = 100
 """No line of the text report is longer: it must read in a terminal, not wrap."""
+
+ALIKE_LISTED = 5
+"""Ended processes of one host, role, command and outcome are one line past this many: a DataLoader
+without persistent workers, or a pool started again and again, makes a hundred in a minute."""
+
+
+def _process_groups(processes: list[dict]) -> list[tuple[dict, list[dict]]]:
+    """(first process, all alike) in the report's order: a process alone, or a group of ended ones."""
+    key = lambda p: (p.get("host"), p.get("role"), p["cmdline"], p["sampled"], p["why_not_sampled"],
+                     p["exit_code"], p.get("rank"))
+    ended: dict[tuple, list[dict]] = {}
+    for p in processes:
+        if p.get("ended_s") is not None and p.get("started_s") is not None:
+            ended.setdefault(key(p), []).append(p)
+    groups, shown = [], set()
+    for p in processes:
+        alike = ended.get(key(p), [])
+        if len(alike) <= ALIKE_LISTED or p not in alike:
+            groups.append((p, [p]))
+        elif key(p) not in shown:
+            shown.add(key(p))
+            groups.append((p, alike))
+    return groups
+
+
+START_TICK_S = 0.01
+"""A process's start is known to a clock tick (the kernel counts it in them), and a tick early at most."""
+
+
+def _at_once(processes: list[dict]) -> int:
+    """The most of `processes` that lived at one time (one started within a tick of another's end, as a
+    round of workers starts when the last ends, did not overlap it)."""
+    edges = sorted([(p["started_s"], 1) for p in processes]
+                   + [(p["ended_s"] - START_TICK_S, -1) for p in processes])
+    alive = most = 0
+    for _, step in edges:  # at a tie an end comes first
+        alive += step
+        most = max(most, alive)
+    return most
+
+
+def _median_life(processes: list[dict]) -> float:
+    """How long the middle one of `processes` lived."""
+    lives = sorted(p["ended_s"] - p["started_s"] for p in processes)
+    return lives[len(lives) // 2]
 
 
 def format_phases(report: dict) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -136,3 +137,23 @@ def test_shell_shim_in_front_of_python_is_followed(tmp_path, ptrace):
     assert result.returncode == 0, result.stderr
     report = json.loads(gradetop("report", str(out), "--json").stdout)
     assert "beta" in functions_by_name(report)
+
+
+def test_workers_started_again_each_round_are_one_line_with_their_true_lives(tmp_path, ptrace):
+    """A DataLoader without persistent workers starts new ones every epoch: a hundred processes in a
+    minute. The text report gives them one line; the JSON keeps each, with when it started and ended.
+    Start times were read against /proc/stat's whole-second boot time: up to a second early, and a
+    worker that lived 0.25 s read as living up to 1.25 s."""
+    out = tmp_path / "rounds.gtop"
+    result = gradetop("record", "-o", str(out), "--", "python", str(WORKLOADS / "worker_rounds.py"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(gradetop("report", "--json", str(out)).stdout)
+    workers = [p for p in report["processes"] if p["pid"] != report["processes"][0]["pid"]]
+    assert len(workers) >= 8, workers  # 12 ran; a loaded machine's readings may miss a few
+    lives = [p["ended_s"] - p["started_s"] for p in workers]
+    assert all(0.2 <= life <= 0.6 for life in lives), lives
+    text = gradetop("report", str(out)).stdout
+    grouped = re.search(r"^\s+x(\d+)\s+\S+\s+python .*\bup to (\d+) alive, (\d\.\d) s each$", text, re.M)
+    assert grouped and int(grouped.group(1)) > 5, text
+    # Two at a time, a round starting as the last ends; a busy epoll thread may see an end late.
+    assert int(grouped.group(2)) <= 3 and 0.2 <= float(grouped.group(3)) <= 0.6, grouped.group(0)

@@ -130,7 +130,7 @@ def test_processes_and_limit():
     assert procs[100]["exit_code"] is None
     assert procs[200] == {"pid": 200, "ppid": 100, "cmdline": "bash -c x", "exit_code": 3, "sampled": False,
                           "why_not_sampled": "not Python", "role": "child", "host": procs[200]["host"], "host_pid": 200,
-                          "rank": None, "local_rank": None, "world_size": None,
+                          "rank": None, "local_rank": None, "world_size": None, "started_s": 0.0, "ended_s": 5.0,
                           **{k: procs[200][k] for k in ("cpu_s", "rss_bytes", "read_bytes", "write_bytes",
                                                          "samples", "coverage", "quiet_s", "parked_s")}}
     assert procs[200]["samples"] == 0 and procs[100]["samples"] > 0 and procs[100]["rss_bytes"] > 0
