@@ -59,6 +59,8 @@ class ProcessRow:
     """The pid on its own host, in a view of many hosts (where `pid` was renumbered)."""
     place: str = ""
     """Its host and rank in a view of many hosts or a distributed job ("node2 r3"); "" for a plain local job."""
+    alike: int = 1
+    """How many ended processes of its kind this row stands for (model.alike): it shows the last of them."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gradetop.model.alike import fold_alike
 from gradetop.model.pictures import ProcessRow
 from gradetop.model.profile import Profile
 from gradetop.model.roles import process_roles
@@ -37,7 +38,7 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
         children.setdefault(parent, []).append(info.pid)
     out: list[ProcessRow] = []
 
-    def visit(pid: int, depth: int) -> None:
+    def visit(pid: int, depth: int, alike: int = 1) -> None:
         info = procs[pid]
         _, _, rss, threads = latest.get(pid, (0.0, 0.0, 0, 0))
         if info.end_time is not None:
@@ -49,9 +50,13 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
                          + ([f"r{info.rank}"] if info.rank is not None else []))
         out.append(ProcessRow(pid, info.ppid, short_command(info.cmdline) or info.name, state,
                               cpu_percent.get(pid, 0.0) if info.end_time is None else 0.0,
-                              rss, threads, sampled, depth, roles.get(pid, ""), info.host_pid, place))
-        for child in sorted(children.get(pid, [])):
-            visit(child, depth + 1)
+                              rss, threads, sampled, depth, roles.get(pid, ""), info.host_pid, place, alike))
+        # Workers started again and again (a DataLoader's, each epoch): the ended ones of a kind are one
+        # row, the last of them, so that what still runs is not buried (model.alike).
+        kind = lambda child: (roles.get(child, ""), tuple(procs[child].cmdline), procs[child].sampled,
+                              procs[child].exit_code, procs[child].host)
+        for group in fold_alike(sorted(children.get(pid, [])), kind, lambda child: procs[child].end_time is not None):
+            visit(group[-1], depth + 1, len(group))
 
     for root in sorted(children.get(0, [])):
         visit(root, 0)

@@ -18,6 +18,7 @@ from gradetop.model.rules import Rule, parse_rules
 from gradetop.model.profile import Profile
 from gradetop.model.roles import process_roles
 from gradetop.model.rules import Rule, parse_rules
+from gradetop.model.alike import fold_alike
 from gradetop.model.stacks import short_path
 
 REPORT_VERSION = 2
@@ -183,7 +184,12 @@ def format_report(report: dict, top: int = 20) -> str:
     lines.append("")
     lines.append("Processes")
     hosts = {p.get("host") for p in report["processes"]}
-    for p, alike in _process_groups(report["processes"]):
+    # Ended processes of one host, role, command and outcome: one line past a few (model.alike).
+    alike_kind = lambda p: (p.get("host"), p.get("role"), p["cmdline"], p["sampled"], p["why_not_sampled"],
+                            p["exit_code"], p.get("rank"))
+    ended = lambda p: p.get("ended_s") is not None and p.get("started_s") is not None
+    for alike in fold_alike(report["processes"], alike_kind, ended):
+        p = alike[0]
         state = "sampled" if p["sampled"] else f"not sampled: {p['why_not_sampled'] or 'no stacks seen'}"
         code = "" if p["exit_code"] is None else f", exit {p['exit_code']}"
         role = p.get("role") or ""
@@ -216,30 +222,6 @@ def format_report(report: dict, top: int = 20) -> str:
 
 WIDTH = 100
 """No line of the text report is longer: it must read in a terminal, not wrap."""
-
-ALIKE_LISTED = 5
-"""Ended processes of one host, role, command and outcome are one line past this many: a DataLoader
-without persistent workers, or a pool started again and again, makes a hundred in a minute."""
-
-
-def _process_groups(processes: list[dict]) -> list[tuple[dict, list[dict]]]:
-    """(first process, all alike) in the report's order: a process alone, or a group of ended ones."""
-    key = lambda p: (p.get("host"), p.get("role"), p["cmdline"], p["sampled"], p["why_not_sampled"],
-                     p["exit_code"], p.get("rank"))
-    ended: dict[tuple, list[dict]] = {}
-    for p in processes:
-        if p.get("ended_s") is not None and p.get("started_s") is not None:
-            ended.setdefault(key(p), []).append(p)
-    groups, shown = [], set()
-    for p in processes:
-        alike = ended.get(key(p), [])
-        if len(alike) <= ALIKE_LISTED or p not in alike:
-            groups.append((p, [p]))
-        elif key(p) not in shown:
-            shown.add(key(p))
-            groups.append((p, alike))
-    return groups
-
 
 START_TICK_S = 0.01
 """A process's start is known to a clock tick (the kernel counts it in them), and a tick early at most."""

@@ -825,3 +825,32 @@ def test_the_selected_phase_shows_its_whole_verdict_at_80_columns():
         assert detail.region.width <= NARROW[0] and detail.region.height > 0
 
     run(scenario, size=NARROW)
+
+
+def test_a_view_that_fails_is_said_once_and_later_pictures_still_come(monkeypatch):
+    """A bug in one computation ended the refresher's thread: the screen kept its last picture forever
+    and said nothing. Now it says what failed, once, and the next request is drawn."""
+    import gradetop.tui.refresher as refresher
+
+    real = refresher.Refresher.picture
+    failing = {"on": False}
+
+    def picture(self, request):
+        if failing["on"]:
+            raise ValueError("a view's bug")
+        return real(self, request)
+
+    monkeypatch.setattr(refresher.Refresher, "picture", picture)
+    monkeypatch.delenv("GRADETOP_DEBUG", raising=False)
+
+    async def scenario(s: Scenario) -> None:
+        failing["on"] = True
+        for _ in range(2):
+            s.app.tick()
+            await s.wait_for(lambda: any("a view's bug" in n for n in s.notes()), what="the failure said")
+        await s.settle()
+        assert sum("internal error drawing the view: ValueError: a view's bug" in n for n in s.notes()) == 1, s.notes()
+        failing["on"] = False
+        await s.refreshes()  # the refresher lives on
+
+    run(scenario)

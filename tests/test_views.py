@@ -69,3 +69,26 @@ def test_a_window_draws_only_its_samples():
     assert list(data.lanes[0].dominant) == [function_id(profile, "train")] * 4
     empty = timeline_data(profile, bins=0, t0=T0 + 20, t1=T0 + 20)
     assert empty.bins == 1 and empty.t1 == T0 + 21, "never an empty span"
+
+
+def test_ended_workers_of_one_kind_are_one_row_and_the_running_ones_stay():
+    """A DataLoader without persistent workers starts new ones every epoch: the ended ones of a kind are
+    one row (the last of them, standing for how many), and what runs is never folded."""
+    from gradetop.model.process_rows import process_rows
+    from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
+
+    profile = Profile(ProfileMeta(start_time=0.0))
+
+    def reading(pid: int, ppid: int, cmd: list[str]) -> ProcessReading:
+        return ProcessReading(pid, ppid, "python", cmd, float(pid), "running", 0.1, 1 << 20, 0, 0, 1, {})
+
+    worker, other = ["python", "train.py"], ["python", "-c", "other"]
+    profile.ingest(ResourceBatch(1.0, [reading(1, 0, worker)] + [reading(10 + k, 1, worker) for k in range(9)]
+                                 + [reading(30 + k, 1, other) for k in range(3)]))
+    for k in range(8):  # eight workers ended, one runs on; the three others ended too, but are few
+        profile.ingest(ProcessEnded(10 + k, 2.0 + k, 0))
+    for k in range(3):
+        profile.ingest(ProcessEnded(30 + k, 2.0, 0))
+    rows = process_rows(profile, now=20.0)
+    assert [(r.pid, r.alike) for r in rows] == [(1, 1), (17, 8), (18, 1), (30, 1), (31, 1), (32, 1)], rows
+    assert rows[1].state == "exit 0" and rows[1].depth == 1

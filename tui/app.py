@@ -63,6 +63,14 @@ class PictureReady(Message):
         return isinstance(message, PictureReady)
 
 
+class ViewFailed(Message):
+    """A picture could not be computed (a bug): the screen keeps the last one and says so."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class GradetopApp(App):
     CSS_PATH = "gradetop.tcss"
     TITLE = "gradetop"
@@ -102,7 +110,7 @@ class GradetopApp(App):
         self.save_path: str | None = None
         """Where `s` saves; None: a new gradetop-<pid>-<time>-saved.gtop in the current folder."""
         self.refresher = Refresher(source, lambda picture: self.post_message(PictureReady(picture)), rules,
-                                   every_s=refresh_s)
+                                   every_s=refresh_s, failed=lambda text: self.post_message(ViewFailed(text)))
         self.picture: Picture | None = None
         self._output_seen = 0
         self._notices_told = 0
@@ -231,6 +239,9 @@ class GradetopApp(App):
             self.notify(line, severity="warning", timeout=8)
         self._notices_told = len(notices)
         self.request_picture()
+
+    def on_view_failed(self, message: ViewFailed) -> None:
+        self.notify(message.text, severity="error", timeout=15)
 
     def on_picture_ready(self, message: PictureReady) -> None:
         picture = message.picture

@@ -40,7 +40,7 @@ class ProcessTable(DataTable):
         for r in rows:
             # Many hosts: the pid its host knows, and host and rank before the command.
             shown = r.pid if r.host_pid is None else r.host_pid
-            cells = [str(shown), short_role(r.role), r.state, f"{r.cpu_percent:5.0f}", size(r.rss)]
+            cells = [str(shown) if r.alike == 1 else f"x{r.alike}", short_role(r.role), r.state, f"{r.cpu_percent:5.0f}", size(r.rss)]
             if self.with_gpu:
                 gpu_mem, gpu_util = on_gpu.get(r.pid, (None, None))
                 cells += ["" if gpu_mem is None else size(gpu_mem), "" if gpu_util is None else f"{gpu_util:4.0f}"]

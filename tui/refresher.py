@@ -14,6 +14,7 @@ tenth of the time), and once more, for good, when the run has ended.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -83,10 +84,14 @@ class Picture:
 
 
 class Refresher:
-    def __init__(self, source: Source, post: Callable[[Picture], None], rules=(), every_s: float = EVERY_S) -> None:
+    def __init__(self, source: Source, post: Callable[[Picture], None], rules=(), every_s: float = EVERY_S,
+                 failed: Callable[[str], None] | None = None) -> None:
         self.source = source
         self.every_s = every_s
         self.post = post
+        self.failed = failed
+        """Told, once per kind of error, that a picture could not be computed (the screen keeps the last)."""
+        self._failure: str | None = None
         self.rules = rules
         self._request: PictureRequest | None = None
         self._wake = threading.Event()
@@ -132,7 +137,17 @@ class Refresher:
             if request is None:
                 continue
             last = time.monotonic()
-            self.post(self.picture(request))
+            try:
+                picture = self.picture(request)
+            except Exception as exc:  # a view's bug must not end every later picture: say it once, go on
+                if os.environ.get("GRADETOP_DEBUG"):
+                    raise
+                said = f"{type(exc).__name__}: {exc}"
+                if self.failed is not None and said != self._failure:
+                    self._failure = said
+                    self.failed(f"internal error drawing the view: {said} (set GRADETOP_DEBUG=1 to see where)")
+                continue
+            self.post(picture)
             self.pictures += 1
 
     def picture(self, request: PictureRequest) -> Picture:
