@@ -99,6 +99,46 @@ class ActivitySplit:
             known = self._waits[nodes]
         return known.astype(bool)
 
+    def active_seconds(self, readings: dict[tuple[int, int], CounterReadings], threads: list[tuple[int, int]],
+                       counts: np.ndarray, times: np.ndarray, weights: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Seconds of each sample of a window that its thread was running or runnable: its kernel counter
+        (`readings`, per thread) says how many, its stacks where. The threads' samples lie one after the
+        other, `counts` each."""
+        half = weights / 2.0
+        begins, ends = times - half, times + half
+        firsts = np.cumsum(counts) - counts
+        lows, highs = np.minimum.reduceat(begins, firsts).tolist(), np.maximum.reduceat(ends, firsts).tolist()
+        # Every thread's readings on one axis, each after the one before (`shift` apart), so that one
+        # interpolation serves the whole window: per thread, it cost more than the rest of the ingest.
+        axis, counter, shift = [], [], np.zeros(len(threads))
+        joined = np.zeros(len(threads), dtype=bool)
+        placed = 0.0
+        for k, thread in enumerate(threads):
+            recent = readings.get(thread)
+            if not recent or len(recent) < 2:
+                continue  # never read (it lived between two readings): py-spy saw it run Python
+            joined[k] = True
+            rt, rc = recent.times, recent.values
+            lo, hi = lows[k], highs[k]
+            # Samples just outside the readings (a thread born or a process ended between two
+            # readings) continue the nearest interval's rate instead of counting as idle.
+            if lo < rt[0]:
+                rate = (rc[1] - rc[0]) / max(rt[1] - rt[0], 1e-9)
+                rt, rc = np.r_[lo, rt], np.r_[rc[0] - rate * (rt[0] - lo), rc]
+            if hi > rt[-1]:
+                rate = (rc[-1] - rc[-2]) / max(rt[-1] - rt[-2], 1e-9)
+                rt, rc = np.r_[rt, hi], np.r_[rc, rc[-1] + rate * (hi - rt[-1])]
+            shift[k] = placed - rt[0]
+            axis.append(rt + shift[k])
+            counter.append(rc)
+            placed += rt[-1] - rt[0] + 1.0
+        if not axis:
+            return weights.astype(np.float32)
+        which = np.repeat(np.arange(len(threads)), counts)
+        at, x, y = shift[which], np.concatenate(axis), np.concatenate(counter)
+        kernel = np.where(joined[which], np.interp(ends + at, x, y) - np.interp(begins + at, x, y), 0.0)
+        return self.split(threads, which, kernel, weights, nodes, joined)
+
     def split(self, threads: list[tuple[int, int]], which: np.ndarray, kernel: np.ndarray,
               weights: np.ndarray, nodes: np.ndarray, joined: np.ndarray) -> np.ndarray:
         """Active seconds per sample of one window: sample i is of thread `threads[which[i]]`, and
