@@ -12,6 +12,7 @@ import importlib
 
 from gradetop._version import __version__
 from gradetop.cli.errors import EXIT_USAGE, UserError, say
+from gradetop.collectors.own_env import one_blas_thread
 from gradetop.model.allocator import return_freed_memory
 
 
@@ -123,6 +124,7 @@ def entry() -> None:
     against py-spy alone). As at a normal exit, threads that are not daemons are
     waited for and exit handlers run.
     """
+    one_blas_thread()
     code = main()
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gradetop.collectors.own_env import workflow_environ
+
 if TYPE_CHECKING:
     from gradetop.model.records import OutputLine
-
-
 
 PR_SET_PDEATHSIG = 1
 
@@ -72,7 +72,7 @@ class Target:
                 stdin=subprocess.DEVNULL if capture else None,
                 stdout=log or (subprocess.PIPE if capture else None),
                 stderr=log or (subprocess.PIPE if capture else None),
-                env={**os.environ, **(env or {})},
+                env={**workflow_environ(), **(env or {})},
                 start_new_session=log is not None,
                 preexec_fn=_die_with_parent if die_with_gradetop else None,
             )
