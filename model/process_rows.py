@@ -37,6 +37,11 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
         parent = info.ppid if info.ppid in procs and info.ppid != info.pid else 0
         children.setdefault(parent, []).append(info.pid)
     out: list[ProcessRow] = []
+    # Workers started again and again (a DataLoader's, each epoch): the ended ones of a kind (as the report
+    # tells them apart) are one row, the last of them, so that what still runs is not buried (model.alike).
+    kind = lambda pid: (roles.get(pid, ""), tuple(procs[pid].cmdline), procs[pid].sampled,
+                        procs[pid].why_not_sampled, procs[pid].exit_code, procs[pid].host, procs[pid].rank)
+    ended = lambda pid: procs[pid].end_time is not None
 
     def visit(pid: int, depth: int, alike: int = 1) -> None:
         info = procs[pid]
@@ -51,11 +56,7 @@ def process_rows(profile: Profile, now: float | None = None) -> list[ProcessRow]
         out.append(ProcessRow(pid, info.ppid, short_command(info.cmdline) or info.name, state,
                               cpu_percent.get(pid, 0.0) if info.end_time is None else 0.0,
                               rss, threads, sampled, depth, roles.get(pid, ""), info.host_pid, place, alike))
-        # Workers started again and again (a DataLoader's, each epoch): the ended ones of a kind are one
-        # row, the last of them, so that what still runs is not buried (model.alike).
-        kind = lambda child: (roles.get(child, ""), tuple(procs[child].cmdline), procs[child].sampled,
-                              procs[child].exit_code, procs[child].host)
-        for group in fold_alike(sorted(children.get(pid, [])), kind, lambda child: procs[child].end_time is not None):
+        for group in fold_alike(sorted(children.get(pid, [])), kind, ended):
             visit(group[-1], depth + 1, len(group))
 
     for root in sorted(children.get(0, [])):

@@ -6,6 +6,7 @@ import datetime as _dt
 
 import numpy as np
 
+from gradetop.model.alike import fold_alike
 from gradetop.model.calltree import top_functions
 from gradetop.model.gpu_report import add_phase_gpu, format_gpu, gpu_section
 from gradetop.model.phase_costs import cost_phases
@@ -13,12 +14,10 @@ from gradetop.model.phase_summary import covered_s
 from gradetop.model.phases import PhaseCost, all_phases
 from gradetop.model.phases.auto import namer_of
 from gradetop.model.process_totals import ProcessTotals, process_totals
-from gradetop.model.ranks import format_ranks, rank_summary
-from gradetop.model.rules import Rule, parse_rules
 from gradetop.model.profile import Profile
+from gradetop.model.ranks import format_ranks, rank_summary
 from gradetop.model.roles import process_roles
 from gradetop.model.rules import Rule, parse_rules
-from gradetop.model.alike import fold_alike
 from gradetop.model.stacks import short_path
 
 REPORT_VERSION = 2
