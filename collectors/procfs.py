@@ -151,11 +151,14 @@ def descendants(pid: int) -> list[int] | None:
     return found
 
 
-def process_run_ns(pid: int) -> int | None:
-    """Nanoseconds all threads of a process have run (schedstat); None where any cannot be read.
+def process_active_ns(pid: int) -> int | None:
+    """Nanoseconds all threads of a process have run or waited for a CPU (schedstat); None where any
+    cannot be read.
 
     Exact where stat's ticks are not: a thread that ran 1 ms moves it. Unchanged means no
-    thread of the process ran at all, so none of its stacks can have changed."""
+    thread of the process ran, or wanted to, so none of its stacks can have changed. The wait counts:
+    on a busy machine a thread that woke waits for a CPU first, and when it woke is told by what it has
+    wanted since (run time alone put a wake 0.08 s late, and that time on the stack it slept in)."""
     total = 0
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -165,7 +168,7 @@ def process_run_ns(pid: int) -> int | None:
         times = schedstat_ns(pid, int(tid))
         if times is None:
             return None
-        total += times[0]
+        total += times[0] + times[1]
     return total
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from gradetop.collectors.exits import EXITS
-from gradetop.collectors.procfs import process_cpu_s, process_run_ns
+from gradetop.collectors.procfs import process_cpu_s, process_active_ns
 from gradetop.model.records import StackBatch, ThreadSamples
 
 WAKE_CHECK_S = 0.05
@@ -74,7 +74,7 @@ def wait_while_quiet(pid: int, since: float, cpu_then: float | None, until: floa
             return True, None
         now, cpu = time.time(), process_cpu_s(pid)
         if run_ns_then is not None and now >= asleep_check:
-            if process_run_ns(pid) == run_ns_then:
+            if process_active_ns(pid) == run_ns_then:
                 return False, None
             asleep_check = now + PARK_CHECK_S
         quiet_at = readings[-1][0]
@@ -98,7 +98,7 @@ def wait_while_asleep(pid: int, since: float, ran: int, every_s: float, stop: th
     asleep_at = covered_to = since
     readings = [(since, ran)]
     while not stop.is_set():
-        now, run_ns = time.time(), process_run_ns(pid)
+        now, run_ns = time.time(), process_active_ns(pid)
         if run_ns is None:  # it ended asleep: its last stacks stand to its end (the kernel's word, if watched)
             ended = EXITS.exited_at(pid, wait_s=0.1) or now
             cover(covered_to, min(now, max(asleep_at, ended)))

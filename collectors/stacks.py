@@ -39,7 +39,7 @@ import psutil
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
 from gradetop.collectors.exits import EXITS
-from gradetop.collectors.procfs import process_cpu_s, process_run_ns, process_stat
+from gradetop.collectors.procfs import process_cpu_s, process_active_ns, process_stat
 from gradetop.collectors.pyspy import StackIds, explain_failure, last_change_s, parse_chrometrace
 from gradetop.collectors.quiet import (DOZE_REFRESH_S, DOZE_SHARE, PARK_AFTER_S, LastStacks, parked_batch, ran_little,
                                       usual_stack, wait_while_asleep, wait_while_quiet)
@@ -174,7 +174,7 @@ class StackSampler(Background):
         if not (window.quiet and self._woke is None and window.run_ns_at_launch is not None
                 and self._last_stacks is not None):
             return None
-        run_ns, now = process_run_ns(self.pid), time.time()
+        run_ns, now = process_active_ns(self.pid), time.time()
         if run_ns is None:
             return None
         if run_ns == window.run_ns_at_launch:
@@ -241,7 +241,7 @@ class StackSampler(Background):
         output = os.path.join(self._tmp, f"w{self._seq}.json")
         rate_hz = self.options.quiet_hz if quiet else self.options.rate_hz
         cpu = process_cpu_s(self.pid) if self.adaptive else None
-        run_ns = process_run_ns(self.pid) if quiet else None
+        run_ns = process_active_ns(self.pid) if quiet else None
         return launch(self.pid, self.options, output, rate_hz, quiet, cpu, run_ns)
 
     def _finish(self, window: Window, t_cut: float) -> None:
