@@ -3,6 +3,7 @@
 Variants, interleaved per round so that drift of the machine hits them alike:
 
     g  gradetop record --no-save -- python bench/loader_job.py --workers N
+    w  the same with --sampler py-spy: py-spy windows for every process, as before direct reading
     p  py-spy record -s --idle --nonblocking -r 100 -f speedscope -- python bench/loader_job.py --workers N
 
 Monitor CPU = CPU of the whole reaped tree (RUSAGE_CHILDREN delta) minus the
@@ -59,6 +60,7 @@ def monitor_cpu(prefix: list[str], workers: int, seconds: float, tmp: str) -> tu
 def variants(rate: int, tmp: str) -> dict[str, list[str]]:
     return {
         "gradetop": [tool("gradetop"), "record", "--no-save", "--rate", str(rate), "--"],
+        "gradetop windows": [tool("gradetop"), "record", "--no-save", "--sampler", "py-spy", "--rate", str(rate), "--"],
         "py-spy": [tool("py-spy"), "record", "-s", "--idle", "--nonblocking", "-r", str(rate), "-f", "speedscope",
                    "-o", os.path.join(tmp, "p.json"), "--"],
     }
@@ -91,10 +93,12 @@ def main(argv=None) -> int:
     print(describe())
     results = measure(counts, rounds, seconds, args.rate)
     print(f"monitor CPU, % of one core ({rounds} round(s) of {seconds:g} s, {args.rate} Hz)")
-    print(f"{'workers':>8} {'gradetop':>9} {'py-spy -s':>10} {'ratio':>6}")
+    print(f"{'workers':>8} {'gradetop':>9} {'py-spy -s':>10} {'ratio':>6}   {'py-spy windows':>14} {'ratio':>6}")
     for n, r in results.items():
         g, p = statistics.median(r["gradetop"]), statistics.median(r["py-spy"])
-        print(f"{n:>8} {g * 100:>8.0f}% {p * 100:>9.0f}% {g / p if p > 0 else float('nan'):>6.2f}")
+        w = statistics.median(r["gradetop windows"])
+        print(f"{n:>8} {g * 100:>8.1f}% {p * 100:>9.1f}% {g / p if p > 0 else float('nan'):>6.2f}"
+              f"   {w * 100:>13.1f}% {w / p if p > 0 else float('nan'):>6.2f}")
     return 0
 
 

@@ -59,6 +59,9 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--native", action="store_true", help="include native (C/C++/Cython) frames; slower")
     parser.add_argument("--blocking", action="store_true", help="pause the target for each sample (py-spy's default; off here: it slows many-threaded jobs)")
     parser.add_argument("--no-subprocesses", dest="subprocesses", action="store_false", help="sample only the main process, not its children")
+    parser.add_argument("--sampler", choices=("auto", "py-spy"), default="auto",
+                        help="auto (default): read CPython 3.11 interpreters directly, py-spy for others; "
+                             "py-spy: py-spy for every process")
     parser.add_argument("--phases", metavar="RULES.toml", help="your own rules mapping frames to phases (see README)")
     add_user_code_argument(parser)
 
@@ -123,7 +126,8 @@ def phase_options(args) -> dict:
 
 
 def stack_options(args) -> StackOptions:
-    return StackOptions(rate_hz=args.rate, subprocesses=args.subprocesses, native=args.native, blocking=args.blocking)
+    return StackOptions(rate_hz=args.rate, subprocesses=args.subprocesses, native=args.native, blocking=args.blocking,
+                        sampler=args.sampler)
 
 
 def session_options(args):
@@ -197,6 +201,7 @@ def hosts_session(args):
     agent_args += [flag for flag, on in (("--idle", args.idle), ("--native", args.native),
                                          ("--blocking", args.blocking),
                                          ("--no-subprocesses", not args.subprocesses)) if on]
+    agent_args += ["--sampler", args.sampler]
     for path in getattr(args, "user_code", None) or []:
         agent_args += ["--user-code", os.path.abspath(path)]
     if getattr(args, "phases", None):

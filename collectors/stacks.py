@@ -1,4 +1,12 @@
-"""The stack sampler of one process: py-spy in overlapping windows, streamed as StackBatch records.
+"""The stack sampler of one process: its interpreter read directly where we can, else py-spy in
+overlapping windows; streamed as StackBatch records.
+
+A CPython whose layout gradetop knows (collectors.cpython: 3.11) is read
+directly, with no py-spy (collectors.direct): one thread ticks for every
+such process, and a thread that did not run is not read again. The first
+py-spy window of a command gradetop starts hands over to it at its first
+tick. Every other process (another Python, --native, --blocking,
+--sampler py-spy) is sampled with py-spy windows, as follows.
 
 py-spy writes its samples only when a recording ends, so one recording per
 window is run and the next is started before the current one stops: when
@@ -38,6 +46,8 @@ import psutil
 
 from gradetop.collectors import scratch
 from gradetop.collectors.background import Background
+from gradetop.collectors.cpython import Interpreter, NotReady, Unsupported
+from gradetop.collectors.direct import DirectReader, Ticker
 from gradetop.collectors.exits import EXITS
 from gradetop.collectors.procfs import process_cpu_s, process_active_ns, process_stat
 from gradetop.collectors.pyspy import StackIds, explain_failure, last_change_s, parse_chrometrace
@@ -99,8 +109,18 @@ class StackSampler(Background):
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _run(self) -> None:
+        if self.options.reads_directly and self._first is None:
+            EXITS.watch(self.pid)
+            interpreter = self._open_interpreter(retry=True)
+            if interpreter is not None:
+                self._read_directly(interpreter, None)
+                return
         current = self._attach()
         if current is None:
+            return
+        interpreter = self._open_interpreter(retry=False) if self.options.reads_directly else None
+        if interpreter is not None:
+            self._read_directly(interpreter, current)
             return
         self.emit(SamplerNote(time.time(), self.pid, "sampling", f"sampling process {self.pid} with py-spy"))
         self.sampling.set()
@@ -140,6 +160,42 @@ class StackSampler(Background):
             self._discard(upcoming)
             self._finish(current, time.time())
             return
+
+    def _open_interpreter(self, retry: bool) -> Interpreter | None:
+        """The process's interpreter, where it is one we can read (collectors.cpython); else None, and py-spy
+        samples it (and says why, where it cannot either). A young one is retried while it starts."""
+        for delay in (*(RETRY_DELAYS_S if retry else ()), None):
+            try:
+                return Interpreter.open(self.pid)
+            except NotReady:
+                if delay is None or self._stopping.wait(delay):
+                    return None
+            except (Unsupported, OSError):
+                return None
+        return None
+
+    def _read_directly(self, interpreter: Interpreter, current: Window | None) -> None:
+        """Sample by reading the interpreter (collectors.direct) until the process ends or we stop; a py-spy
+        window that was sampling hands over at the first direct tick."""
+        reader = DirectReader(interpreter, self._ids, self._emit)
+        try:
+            reader.first_tick(time.time())
+        except (OSError, NotReady):
+            if current is not None:
+                self._finish(current, time.time())
+            return
+        if current is not None:
+            self._finish(current, reader.t_start)
+        self.emit(SamplerNote(time.time(), self.pid, "sampling",
+                              f"sampling process {self.pid} by reading its interpreter"))
+        self.sampling.set()
+        ticker = Ticker.of(self.options.rate_hz, self.options.window_s)
+        ticker.add(reader)
+        while not reader.done.is_set():
+            if self._stopping.wait(0.1):
+                ticker.remove(reader)
+                break
+        self.windows = reader.batches
 
     def _started(self, window: Window, current: Window | None = None) -> bool:
         """Wait for `window`'s first tick; False if it cannot come (its process or `current` ended,

@@ -51,6 +51,9 @@ class StackOptions:
     """Sample the children of the target too (the monitor's job: each gets its own sampler)."""
     native: bool = False
     blocking: bool = False
+    sampler: str = "auto"
+    """'auto': read a CPython interpreter whose layout gradetop knows directly (collectors.direct), py-spy
+    windows for any other; 'py-spy': py-spy windows for every process."""
     lead_s: float = 0.05
     """How long before a window's end the next one is started. py-spy attaches in 10-15 ms, and a window
     runs on until the next one samples, so a longer lead only samples the same time twice (0.15 s: 6.3%
@@ -63,6 +66,12 @@ class StackOptions:
     """A quiet child's window: each launch costs py-spy about 8 ms of CPU, so a quiet child's samples
     arrive up to 2 s after they were taken. It ends early when the child runs again (within ~0.1 s),
     or once it has not run at all for a second (then it is parked)."""
+
+    @property
+    def reads_directly(self) -> bool:
+        """Whether processes whose interpreter we can read are read directly (py-spy alone pauses the target
+        or reads native frames)."""
+        return self.sampler == "auto" and not self.native and not self.blocking
 
     @property
     def lowers_rate(self) -> bool:

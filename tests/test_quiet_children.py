@@ -1,5 +1,7 @@
 """Children that hardly run are sampled at a lower rate, not at all while they sleep, and at the full rate
-again as soon as they run (issue 12).
+again as soon as they run (issue 12): py-spy's windows (--sampler py-spy, and every Python that gradetop
+cannot read itself). Read directly (collectors.direct), a child that does not run costs a pread a tick,
+and its work keeps its true time too (the last test here).
 
 A real run of workloads/quiet_child.py under `gradetop record`: the child
 sleeps 2 s, spins 1 s, sleeps 2.5 s while its parent spins throughout.
@@ -26,8 +28,8 @@ from gradetop.model.snapshot import load
 def quiet_run(tmp_path_factory, ptrace):
     tmp = tmp_path_factory.mktemp("quiet")
     out, truth = tmp / "quiet.gtop", tmp / "truth.json"
-    result = gradetop("record", "-o", str(out), "--", sys.executable, str(WORKLOADS / "quiet_child.py"),
-                      "--truth", str(truth), timeout=120)
+    result = gradetop("record", "--sampler", "py-spy", "-o", str(out), "--", sys.executable,
+                      str(WORKLOADS / "quiet_child.py"), "--truth", str(truth), timeout=120)
     assert result.returncode == 0, result.stderr
     return load(out), json.loads(truth.read_text()), gradetop("report", str(out)).stdout
 
@@ -101,7 +103,8 @@ def test_a_dozing_child_is_parked_with_its_usual_stack_and_looked_at_again(tmp_p
 
     out = tmp_path / "dozing.gtop"
     seconds = DOZE_REFRESH_S + 5
-    result = gradetop("record", "-o", str(out), "--", sys.executable, str(WORKLOADS / "dozing_child.py"),
+    result = gradetop("record", "--sampler", "py-spy", "-o", str(out), "--", sys.executable,
+                      str(WORKLOADS / "dozing_child.py"),
                       str(seconds), timeout=120)
     assert result.returncode == 0, result.stderr
     profile = load(out)
@@ -117,3 +120,22 @@ def test_a_dozing_child_is_parked_with_its_usual_stack_and_looked_at_again(tmp_p
     read_quietly = info.quiet_s - info.parked_s
     print(f"parked {info.parked_s:.2f} s, read at 10 Hz {read_quietly:.2f} s of {seconds:.0f} s")
     assert read_quietly > 3.0, (info.quiet_s, info.parked_s)
+
+
+@pytest.mark.attach
+def test_read_directly_a_sleeping_childs_work_and_naps_keep_their_true_times(tmp_path, ptrace):
+    out, truth_file = tmp_path / "direct.gtop", tmp_path / "truth.json"
+    result = gradetop("record", "-o", str(out), "--", sys.executable, str(WORKLOADS / "quiet_child.py"),
+                      "--truth", str(truth_file), timeout=120)
+    assert result.returncode == 0, result.stderr
+    profile, truth = load(out), json.loads(truth_file.read_text())
+    root = profile.meta.target_pid
+    child = next(p for p in profile.processes if p != root and profile.processes[p].sampled)
+    active = {f.function: f.total_s for f in top_functions(profile.tree(pids=[child], weight="active"))}
+    walls = {f.function: f.total_s for f in top_functions(profile.tree(pids=[child]))}
+    start, end = truth["work"]
+    assert abs(active["work"] - (end - start)) <= 0.15, active
+    assert abs(walls["doze_again"] - 2.5) <= 0.15, walls
+    # Every tick of the child is a sample: asleep, it is read with one pread, not left out.
+    rows = profile.timeline.rows(profile.timeline.select(pids=[child]))
+    assert rows["w"].sum() >= 0.95 * (rows["t"].max() - rows["t"].min())

@@ -1,0 +1,312 @@
+"""A CPython interpreter's threads and Python stacks, read from outside the process, as py-spy reads them.
+
+py-spy costs a launch and an attach per window, and writes its samples
+only when the window ends (PYSPY.md); reading the interpreter's structures
+ourselves costs one process_vm_readv per frame (collectors.procmem), from
+the sampler's thread, with nothing to start. The structures' layouts are
+per minor version and are read from CPython's own headers (offsetof on the
+3.11 release headers; the same for every 3.11.x on 64-bit Linux). A
+Python whose layout we do not know is sampled with py-spy, as before.
+
+The target runs on while it is read, so a read can be torn: every code
+object is checked to be one (its type is PyCode_Type) before it is
+believed, a stack is cut at the first frame that does not check out, and
+its depth is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+from gradetop.collectors.elf import NotElf, mapped_files, symbol_addresses
+from gradetop.collectors.procmem import ReadFailed, RemoteMemory
+
+MAX_DEPTH = 4096
+MAX_THREADS = 4096
+CHUNK_READ_LIMIT = 512 * 1024
+"""The most of a thread's frame stack read at once (a 1000-deep recursion is about 100 kB)."""
+SYMBOLS = ("_PyRuntime", "Py_Version", "PyCode_Type", "PyUnicode_Type")
+
+
+class Unsupported(Exception):
+    """This process's interpreter cannot be read here (not CPython, or a version we have no layout for)."""
+
+
+class NotReady(Exception):
+    """The interpreter has not started (or has ended): no thread state to read yet."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Byte offsets into one CPython minor version's structures (64-bit)."""
+
+    runtime_interpreters_head: int
+    interp_threads_head: int
+    tstate_next: int
+    tstate_cframe: int
+    tstate_native_thread_id: int
+    tstate_datastack_chunk: int
+    tstate_datastack_top: int
+    chunk_data: int
+    cframe_current_frame: int
+    frame_code: int
+    frame_previous: int
+    frame_prev_instr: int
+    frame_owner: int
+    code_firstlineno: int
+    code_filename: int
+    code_qualname: int
+    """The name py-spy shows (Class.method), as co_qualname."""
+    code_linetable: int
+    code_firsttraceable: int
+    code_adaptive: int
+    """Where the bytecode starts (co_code_adaptive): an instruction's offset is counted from here."""
+    ob_type: int = 8
+    var_size: int = 16
+    bytes_data: int = 32
+    str_length: int = 16
+    str_state: int = 32
+    ascii_data: int = 48
+    compact_data: int = 72
+
+
+LAYOUTS = {
+    (3, 11): Layout(runtime_interpreters_head=40, interp_threads_head=16, tstate_next=8, tstate_cframe=56,
+                    tstate_native_thread_id=160, tstate_datastack_chunk=296, tstate_datastack_top=304, chunk_data=24,
+                    cframe_current_frame=8, frame_code=32, frame_previous=48,
+                    frame_prev_instr=56, frame_owner=69, code_firstlineno=72, code_filename=112, code_qualname=128,
+                    code_linetable=136, code_firsttraceable=168, code_adaptive=184),
+}
+FRAME_OWNED_BY_GENERATOR = 1
+
+
+@dataclass
+class _Code:
+    """A code object we read: what names it, and the lines of the offsets asked so far."""
+
+    key: int
+    """Unique per code object read: a frame is (key, offset), and a code object later put at the same
+    address gets a new key."""
+    header: bytes
+    """Its pointers to name, file and line table: read again to tell it is still the same object."""
+    name: str
+    file: str
+    first_line: int
+    first_traceable: int
+    linetable: bytes
+    lines: dict[int, int]
+
+
+def _u64(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at:at + 8], "little")
+
+
+class Interpreter:
+    """The main interpreter of CPython process `pid`. Used by one thread at a time."""
+
+    def __init__(self, pid: int, memory: RemoteMemory, layout: Layout, addresses: dict[str, int],
+                 version: tuple[int, int]) -> None:
+        self.pid = pid
+        self.version = version
+        self._memory = memory
+        self._layout = layout
+        self._runtime = addresses["_PyRuntime"]
+        self._code_type = addresses["PyCode_Type"]
+        self._str_type = addresses["PyUnicode_Type"]
+        self._codes: dict[int, _Code] = {}
+        """By address: the code object last read there."""
+        self._by_key: dict[int, _Code] = {}
+        self._checked: set[int] = set()
+        self._keys = 0
+        L = layout
+        self._frame_span = L.frame_owner + 1 - L.frame_code
+        self._tstate_span = max(L.tstate_native_thread_id, L.tstate_datastack_top) + 8
+
+    @classmethod
+    def open(cls, pid: int) -> "Interpreter":
+        """Find the interpreter of process `pid`; raises Unsupported, NotReady or procmem's errors."""
+        try:
+            files = mapped_files(pid)
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except FileNotFoundError as exc:
+            raise Unsupported(f"process {pid} has exited") from exc
+        except PermissionError as exc:
+            raise Unsupported(f"cannot read the memory map of process {pid}") from exc
+        # libpython where the interpreter is a shared library (most builds but Debian's), else the program
+        candidates = sorted((path for path in files if os.path.basename(path).startswith("libpython3")), reverse=True)
+        candidates += [exe] if exe in files else []
+        memory = RemoteMemory(pid)
+        for path in candidates:
+            try:
+                addresses = symbol_addresses(pid, path, files[path], SYMBOLS)
+            except (OSError, NotElf, ValueError):
+                continue
+            if "_PyRuntime" not in addresses:
+                continue
+            if "Py_Version" not in addresses:  # before 3.11
+                raise Unsupported("Python older than 3.11")
+            hexversion = int.from_bytes(memory.read(addresses["Py_Version"], 4), "little")
+            version = (hexversion >> 24, (hexversion >> 16) & 0xFF)
+            layout = LAYOUTS.get(version)
+            if layout is None or not {"PyCode_Type", "PyUnicode_Type"} <= addresses.keys():
+                raise Unsupported(f"Python {version[0]}.{version[1]}")
+            interpreter = cls(pid, memory, layout, addresses, version)
+            interpreter.threads()  # raises NotReady while it starts
+            return interpreter
+        raise Unsupported("no CPython interpreter found in its memory")
+
+    def _pointer(self, address: int) -> int:
+        return _u64(self._memory.read(address, 8), 0)
+
+    def threads(self) -> list[tuple[int, int, bytes]]:
+        """(native thread id, its current frame's address or 0, the frames it has in its frame stack's
+        newest chunk) of each thread of the main interpreter."""
+        L = self._layout
+        read = self._memory.read
+        interp = self._pointer(self._runtime + L.runtime_interpreters_head)
+        if not interp:
+            raise NotReady(f"process {self.pid} has no interpreter yet")
+        state = self._pointer(interp + L.interp_threads_head)
+        found = []
+        while state and len(found) < MAX_THREADS:
+            raw = read(state, self._tstate_span)
+            cframe = _u64(raw, L.tstate_cframe)
+            frame = self._pointer(cframe + L.cframe_current_frame) if cframe else 0
+            found.append((_u64(raw, L.tstate_native_thread_id), frame, self._chunk(raw)))
+            state = _u64(raw, L.tstate_next)
+        return found
+
+    def _chunk(self, tstate: bytes) -> tuple[int, bytes]:
+        """(address, contents) of the used part of a thread's newest frame-stack chunk, where most of its
+        frames are: one read for them all. (0, b"") where there is none or it does not read."""
+        L = self._layout
+        chunk, top = _u64(tstate, L.tstate_datastack_chunk), _u64(tstate, L.tstate_datastack_top)
+        low = chunk + L.chunk_data
+        if not chunk or not 0 < top - low <= CHUNK_READ_LIMIT:
+            return 0, b""
+        try:
+            return low, self._memory.read(low, top - low)
+        except ReadFailed:
+            return 0, b""
+
+    def new_round(self) -> None:
+        """A new sampling tick: code objects are checked again once each (one may be freed and another
+        put at its address between two ticks; within one, a frame running it holds it)."""
+        self._checked.clear()
+
+    def walk(self, frame: int, chunk: tuple[int, bytes] = (0, b"")) -> list[tuple[int, int]]:
+        """The stack from `frame` down, leaf first: (code key, byte offset of its current instruction).
+        Frames inside `chunk` are read from it, others one read each. Cut at the first frame that does
+        not read as one (a torn read)."""
+        L = self._layout
+        read = self._memory.read
+        low, data = chunk
+        high = low + len(data)
+        span = self._frame_span
+        found: list[tuple[int, int]] = []
+        while frame and len(found) < MAX_DEPTH:
+            at = frame + L.frame_code
+            if low <= at and at + span <= high:
+                raw = data[at - low:at - low + span]
+            else:
+                try:
+                    raw = read(at, span)
+                except ReadFailed:
+                    break
+            code_at = _u64(raw, 0)
+            code = self._code(code_at)
+            if code is None:
+                break
+            offset = _u64(raw, L.frame_prev_instr - L.frame_code) - (code_at + L.code_adaptive)
+            # A frame being set up has not reached its first traceable instruction: not shown (as CPython).
+            if raw[L.frame_owner - L.frame_code] == FRAME_OWNED_BY_GENERATOR or offset >= 2 * code.first_traceable:
+                found.append((code.key, max(offset, 0)))
+            frame = _u64(raw, L.frame_previous - L.frame_code)
+        return found
+
+    def describe(self, key_offset: tuple[int, int]) -> tuple[str, str, int]:
+        """(function, file, line) of a frame that `walk` gave."""
+        key, offset = key_offset
+        code = self._by_key[key]
+        line = code.lines.get(offset)
+        if line is None:
+            line = code.lines[offset] = line_of(code.linetable, code.first_line, offset)
+        return code.name, code.file, line
+
+    def _code(self, address: int) -> _Code | None:
+        known = self._codes.get(address)
+        if known is not None and address in self._checked:
+            return known
+        L = self._layout
+        try:
+            raw = self._memory.read(address + L.ob_type, L.code_adaptive - L.ob_type)
+        except ReadFailed:
+            return None
+        if _u64(raw, 0) != self._code_type:
+            return None
+        header = raw[L.code_firstlineno - L.ob_type:]
+        self._checked.add(address)
+        if known is not None and known.header == header:
+            return known
+        base = L.code_firstlineno
+        try:
+            name = self._string(_u64(header, L.code_qualname - base))
+            file = self._string(_u64(header, L.code_filename - base))
+            linetable_at = _u64(header, L.code_linetable - base)
+            size = _u64(self._memory.read(linetable_at + L.var_size, 8), 0)
+            linetable = self._memory.read(linetable_at + L.bytes_data, size) if 0 < size < 1 << 20 else b""
+        except (ReadFailed, UnicodeDecodeError, ValueError):
+            return None
+        first_line = int.from_bytes(header[0:4], "little", signed=True)
+        first_traceable = int.from_bytes(header[L.code_firsttraceable - base:L.code_firsttraceable - base + 4],
+                                         "little", signed=True)
+        self._keys += 1
+        code = self._codes[address] = self._by_key[self._keys] = _Code(self._keys, header, name, file, first_line,
+                                                                       first_traceable, linetable, {})
+        return code
+
+    def _string(self, address: int) -> str:
+        """A str object's text (compact strings: every name and file name CPython makes)."""
+        L = self._layout
+        raw = self._memory.read(address, L.compact_data)
+        if _u64(raw, L.ob_type) != self._str_type:
+            raise ValueError("not a str")
+        length = _u64(raw, L.str_length)
+        state = int.from_bytes(raw[L.str_state:L.str_state + 4], "little")
+        kind, compact, ascii = (state >> 2) & 7, (state >> 5) & 1, (state >> 6) & 1
+        if not compact or kind not in (1, 2, 4) or length > 1 << 16:
+            raise ValueError("not a compact str")
+        if not length:
+            return ""
+        data = self._memory.read(address + (L.ascii_data if ascii else L.compact_data), length * kind)
+        return data.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind])
+
+
+def line_of(linetable: bytes, first_line: int, offset: int) -> int:
+    """The source line of the instruction at byte `offset`, from a 3.11 location table (co_linetable,
+    Objects/locations.md): entries of (code units, line delta) with varints after their first byte."""
+    line, end, i, n = first_line, 0, 0, len(linetable)
+    while i < n:
+        first = linetable[i]
+        code = (first >> 3) & 15
+        end += ((first & 7) + 1) * 2
+        i += 1
+        if code in (13, 14):  # no columns, long form: a signed varint line delta
+            value, shift = 0, 0
+            while i < n:
+                byte = linetable[i]
+                i += 1
+                value |= (byte & 63) << shift
+                shift += 6
+                if not byte & 64:
+                    break
+            line += -(value >> 1) if value & 1 else value >> 1
+        elif code in (11, 12):
+            line += code - 10
+        while i < n and not linetable[i] & 128:  # the rest of this entry
+            i += 1
+        if end > offset:  # (an entry with no line, code 15, keeps the last line: nearest there is)
+            return line
+    return line

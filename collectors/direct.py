@@ -1,0 +1,298 @@
+"""Sampling CPython processes by reading their interpreters (collectors.cpython): no py-spy run per window.
+
+One thread, the ticker, takes every tick of every process read this way,
+at the asked rate with a random jitter (a loop with the sampler's own
+period would be seen at the same phase each time), and hands each
+process's samples on as a StackBatch every window. A sample carries the
+time it was read.
+
+A thread cannot change its stack without running, and the kernel counts
+each thread's time on a CPU, its wait for one and its switches onto one
+(/proc/PID/task/TID/schedstat): where that line has not changed since the
+last tick, the thread's last stack stands, read with one pread and no
+walk. A job's many waiting threads and workers then cost next to nothing,
+and nothing of the quiet windows or parking that py-spy's windows need.
+
+Thread names come from one `py-spy dump` of the process when a thread it
+has not named appears (CPython keeps them in Python objects, not in its
+thread states).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from gradetop.collectors.cpython import Interpreter, NotReady
+from gradetop.collectors.exits import EXITS
+from gradetop.collectors.procmem import ProcessGone, ReadFailed
+from gradetop.collectors.pyspy import StackIds
+from gradetop.collectors.window import PySpyMissing, find_pyspy
+from gradetop.model.records import StackBatch, ThreadSamples
+
+JITTER = 0.5
+"""Each tick comes after the period times a uniform factor in [1 - JITTER, 1 + JITTER]."""
+NAMES_EVERY_S = 1.0
+"""Ask py-spy for thread names at most this often per process."""
+FAILED_TICKS_LIMIT = 50
+"""Reads that failed in a row (torn every time, or an interpreter being torn down) before giving up."""
+
+
+class ThreadNames:
+    """Python's names of one process's threads, asked of `py-spy dump` in the background."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.names: dict[int, str] = {pid: "MainThread"}
+        self._asked = 0.0
+        self._asked_for: frozenset[int] = frozenset()
+        self._busy = False
+
+    def ask(self, unnamed: frozenset[int]) -> None:
+        """Dump the process's threads once more (soon, not now) for threads `unnamed`, unless a dump is under
+        way or was just done, or the last one was for the same threads (py-spy could not name them)."""
+        now = time.monotonic()
+        if self._busy or now - self._asked < NAMES_EVERY_S or unnamed == self._asked_for:
+            return
+        self._busy, self._asked, self._asked_for = True, now, unnamed
+        threading.Thread(target=self._dump, name=f"gradetop-names-{self.pid}", daemon=True).start()
+
+    def _dump(self) -> None:
+        try:
+            out = subprocess.run([find_pyspy(), "dump", "--json", "--nonblocking", "-p", str(self.pid)],
+                                 capture_output=True, timeout=10, stdin=subprocess.DEVNULL).stdout
+            for thread in json.loads(out or b"[]"):
+                if thread.get("os_thread_id") and thread.get("thread_name"):
+                    self.names[int(thread["os_thread_id"])] = thread["thread_name"]
+        except (OSError, ValueError, subprocess.SubprocessError, PySpyMissing):
+            pass
+        finally:
+            self._busy = False
+
+
+class DirectReader:
+    """One process's sampling state: its interpreter, each thread's last schedstat line and stack, and the
+    samples taken since its last batch. Used by the ticker's thread only (after its first tick)."""
+
+    def __init__(self, interpreter: Interpreter, ids: StackIds, emit: Callable[[StackBatch], None],
+                 names: ThreadNames | None = None) -> None:
+        self.pid = interpreter.pid
+        self.interpreter = interpreter
+        self.ids = ids
+        self.emit = emit
+        self.names = names or ThreadNames(self.pid)
+        self.done = threading.Event()
+        """Its process ended (its last batch is out), or it was taken off the ticker."""
+        self.batches = 0
+        self._frames: dict[tuple[int, int], int] = {}
+        """(code key, offset) -> frame id."""
+        self._stats: dict[int, tuple[int, bytes]] = {}
+        """Per thread: an open schedstat file, and the line it read last."""
+        self._stacks: dict[int, int] = {}
+        """Per thread: its last stack id."""
+        self._ticks: list[float] = []
+        self._samples: dict[int, tuple[list[int], list[int]]] = {}
+        """Per thread, since the last batch: (tick indices, stack ids)."""
+        self._t_start = 0.0
+        self._failed = 0
+
+    @property
+    def t_start(self) -> float:
+        """Where the next batch begins: the first tick, then the last batch's end."""
+        return self._t_start
+
+    def first_tick(self, now: float) -> None:
+        """Read every thread's stack as it stands at `now`: the batches start here."""
+        self._t_start = now
+        self._read(now, first=True)
+
+    def tick(self, now: float) -> None:
+        """Take one sample of every thread at `now`. Raises ProcessGone when the process has ended."""
+        try:
+            self._read(now, first=False)
+            self._failed = 0
+        except (ReadFailed, NotReady):
+            # Torn (a thread state freed while read) or the interpreter going away: this tick is lost;
+            # the next sample stands for its time.
+            self._failed += 1
+            if self._failed >= FAILED_TICKS_LIMIT:
+                raise ProcessGone(0, f"process {self.pid}'s interpreter can no longer be read") from None
+
+    def _read(self, now: float, first: bool) -> None:
+        changed = self._changed()
+        if first or changed:
+            self.interpreter.new_round()
+            threads = self.interpreter.threads()
+            if not first:
+                self._ticks.append(now)
+            current = set()
+            for tid, frame, chunk in threads:
+                current.add(tid)
+                if first or tid in changed or tid not in self._stacks:
+                    self._stacks[tid] = self._stack(frame, chunk)
+                    if tid not in self._stats:
+                        self._watch(tid)
+            for tid in set(self._stacks) - current:  # it ended
+                del self._stacks[tid]
+                self._unwatch(tid)
+            unnamed = current - self.names.names.keys()
+            if unnamed:
+                self.names.ask(frozenset(unnamed))
+        elif not first:
+            self._ticks.append(now)
+        if first:
+            return
+        k = len(self._ticks) - 1
+        for tid, stack in self._stacks.items():
+            at, stacks = self._samples.setdefault(tid, ([], []))
+            at.append(k)
+            stacks.append(stack)
+
+    def _changed(self) -> set[int]:
+        """The threads whose schedstat line moved since the last tick, or that ended."""
+        moved = set()
+        for tid, (fd, last) in self._stats.items():
+            try:
+                line = os.pread(fd, 64, 0)
+            except OSError:  # it ended
+                moved.add(tid)
+                continue
+            if line != last:
+                self._stats[tid] = (fd, line)
+                moved.add(tid)
+        return moved
+
+    def _watch(self, tid: int) -> None:
+        try:
+            fd = os.open(f"/proc/{self.pid}/task/{tid}/schedstat", os.O_RDONLY)
+            self._stats[tid] = (fd, os.pread(fd, 64, 0))
+        except OSError:
+            if not os.path.exists(f"/proc/{self.pid}"):
+                raise ProcessGone(0, f"process {self.pid} has exited") from None
+            return
+
+    def _unwatch(self, tid: int) -> None:
+        fd, _ = self._stats.pop(tid, (None, None))
+        if fd is not None:
+            os.close(fd)
+
+    def _stack(self, frame: int, chunk: tuple[int, bytes]) -> int:
+        ids, frames = self.ids, self._frames
+        path = []
+        for where in reversed(self.interpreter.walk(frame, chunk)):
+            fid = frames.get(where)
+            if fid is None:
+                fid = frames[where] = ids.frame(self.interpreter.describe(where))
+            path.append(fid)
+        return ids.stack(tuple(path))
+
+    def flush(self, t_end: float | None = None) -> None:
+        """Hand on the samples taken since the last batch, those after `t_end` (its process's end) left out."""
+        ticks = np.array(self._ticks, dtype=np.float64)
+        if t_end is not None:
+            ticks = ticks[ticks <= t_end]
+        t_end = float(ticks[-1]) if len(ticks) else self._t_start
+        weights = np.diff(ticks, prepend=self._t_start).astype(np.float32)
+        names = self.names.names
+        threads = []
+        for tid, (at, stacks) in self._samples.items():
+            at_ = np.array(at, dtype=np.int64)
+            keep = at_ < len(ticks)
+            stack_of = np.array(stacks, dtype=np.int32)[keep]
+            if not len(stack_of):
+                continue
+            empty = np.array([not self.ids.stacks[s] for s in stack_of.tolist()])
+            at_, stack_of = at_[keep][~empty], stack_of[~empty]
+            if len(stack_of):
+                threads.append(ThreadSamples(self.pid, tid, names.get(tid, ""), ticks[at_], weights[at_],
+                                             stack_of=stack_of))
+        batch = StackBatch(self.pid, self._t_start, t_end, len(ticks), threads=threads, **self.ids.batch_fields())
+        self._ticks, self._samples, self._t_start = [], {}, t_end
+        self.batches += 1
+        self.emit(batch)
+
+    def close(self) -> None:
+        for tid in list(self._stats):
+            self._unwatch(tid)
+
+
+class Ticker:
+    """The thread that samples every DirectReader of one rate and window length."""
+
+    _lock = threading.Lock()
+    _running: dict[tuple[float, float], "Ticker"] = {}
+
+    @classmethod
+    def of(cls, rate_hz: float, window_s: float) -> "Ticker":
+        with cls._lock:
+            ticker = cls._running.get((rate_hz, window_s))
+            if ticker is None:
+                ticker = cls._running[(rate_hz, window_s)] = cls(rate_hz, window_s)
+            return ticker
+
+    def __init__(self, rate_hz: float, window_s: float) -> None:
+        self.period = 1.0 / rate_hz
+        self.window_s = window_s
+        self._readers: list[DirectReader] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, reader: DirectReader) -> None:
+        with self._changed:
+            self._readers.append(reader)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gradetop-ticker", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, reader: DirectReader) -> None:
+        """Take `reader` off (it is stopping): its last samples go out first."""
+        with self._changed:
+            if reader in self._readers:
+                self._readers.remove(reader)
+                reader.flush()
+                reader.close()
+                reader.done.set()
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        window_end: dict[int, float] = {}
+        while True:
+            with self._changed:
+                while not self._readers:
+                    self._changed.wait()
+                    due = time.monotonic()
+            due += self.period * random.uniform(1 - JITTER, 1 + JITTER)
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                due -= wait  # late (a loaded machine): go on from now, not in a burst
+            with self._changed:
+                for reader in list(self._readers):
+                    now = time.time()
+                    try:
+                        reader.tick(now)
+                    except ProcessGone:
+                        self._end(reader)
+                        continue
+                    end = window_end.setdefault(id(reader), now + self.window_s)
+                    if now >= end:
+                        reader.flush()
+                        window_end[id(reader)] = now + self.window_s
+                for key in set(window_end) - {id(r) for r in self._readers}:
+                    del window_end[key]
+
+    def _end(self, reader: DirectReader) -> None:
+        """Its process ended: the kernel says when (collectors.exits); its samples after that are not."""
+        self._readers.remove(reader)
+        reader.flush(EXITS.exited_at(reader.pid, wait_s=0.05))
+        reader.close()
+        reader.done.set()

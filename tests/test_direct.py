@@ -1,0 +1,196 @@
+"""Reading CPython's interpreter from outside (collectors.cpython, collectors.direct), on real processes.
+
+The truth each test checks against is the target's own: the stack it reports of itself
+(sys._current_frames), CPython's own line table decoder (co_lines), its own thread names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from gradetop.collectors.cpython import Interpreter, Unsupported, line_of
+from gradetop.collectors.direct import DirectReader, Ticker
+from gradetop.collectors.pyspy import StackIds
+from tests.conftest import gradetop
+
+needs_ptrace = pytest.mark.usefixtures("ptrace")
+readable_here = pytest.mark.skipif(sys.version_info[:2] != (3, 11),
+                                   reason="the tests' Python is the target: its layout is known for 3.11 only")
+
+# A target that tells its own stacks (as CPython sees them) on a line, then holds still.
+TELLER = textwrap.dedent("""
+    import json, sys, threading, time, traceback
+    sys.setrecursionlimit(5000)
+
+    class Napper:
+        def nap(self, ready):
+            ready.set()
+            time.sleep(60)
+
+    def deep(n, ready):
+        if n == 0:
+            Napper().nap(ready)
+        else:
+            deep(n - 1, ready)
+
+    ready = threading.Event()
+    threading.Thread(target=deep, args=(DEPTH, ready), name="nap thread ☕", daemon=True).start()
+    ready.wait()
+    time.sleep(0.2)
+    frames = sys._current_frames()
+    told = {}
+    for thread in threading.enumerate():
+        if thread is threading.current_thread():
+            continue
+        told[thread.native_id] = [(f.f_code.co_qualname, f.f_code.co_filename, f.f_lineno)
+                                  for f, _ in traceback.walk_stack(frames[thread.ident])]
+    print(json.dumps(told), flush=True)
+    time.sleep(60)
+""")
+
+
+def start_teller(depth: int) -> tuple[subprocess.Popen, dict[int, list]]:
+    proc = subprocess.Popen([sys.executable, "-c", TELLER.replace("DEPTH", str(depth))], stdout=subprocess.PIPE,
+                            text=True)
+    told = {int(tid): [tuple(f) for f in frames] for tid, frames in json.loads(proc.stdout.readline()).items()}
+    return proc, told
+
+
+def stacks_read(interpreter: Interpreter) -> dict[int, list[tuple[str, str, int]]]:
+    interpreter.new_round()
+    return {tid: [interpreter.describe(f) for f in interpreter.walk(frame, chunk)]
+            for tid, frame, chunk in interpreter.threads()}
+
+
+@needs_ptrace
+@readable_here
+@pytest.mark.parametrize("depth", [3, 1000])
+def test_the_stack_read_from_outside_is_the_one_the_process_tells(depth):
+    proc, told = start_teller(depth)
+    try:
+        read = stacks_read(Interpreter.open(proc.pid))
+        (tid, frames), = told.items()
+        assert read[tid] == frames
+        assert frames[0][0] == "Napper.nap" and len(frames) >= depth
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_line_numbers_agree_with_cpythons_own_decoder():
+    codes = [f.__code__ for f in (line_of, json.JSONEncoder.encode, textwrap.dedent, subprocess.Popen.__init__,
+                                  pytest.approx)]
+    for code in codes:
+        if sys.version_info[:2] != (3, 11):
+            pytest.skip("the location table's format is 3.11's")
+        for start, end, line in code.co_lines():
+            for offset in range(start, end, 2):
+                if line is not None:  # (an instruction with no line keeps the last one: the nearest there is)
+                    assert line_of(code.co_linetable, code.co_firstlineno, offset) == line, (code.co_name, offset)
+
+
+@needs_ptrace
+def test_what_is_not_python_is_left_to_py_spy():
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        time.sleep(0.1)
+        with pytest.raises(Unsupported):
+            Interpreter.open(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@needs_ptrace
+@readable_here
+def test_a_waiting_thread_keeps_its_stack_at_every_tick_without_a_walk():
+    proc, told = start_teller(3)
+    try:
+        batches = []
+        reader = DirectReader(Interpreter.open(proc.pid), StackIds(), batches.append)
+        t0 = time.time()
+        reader.first_tick(t0)
+        walks = 0
+        walk = reader.interpreter.walk
+
+        def counted(*args):
+            nonlocal walks
+            walks += 1
+            return walk(*args)
+
+        reader.interpreter.walk = counted
+        for k in range(1, 21):
+            reader.tick(t0 + k * 0.01)
+        reader.flush()
+        (batch,) = batches
+        (tid,) = told
+        (samples,) = [ts for ts in batch.threads if ts.tid == tid]
+        assert len(samples.times) == 20 and batch.ticks == 20
+        assert np.isclose(samples.weights.sum(), 0.2, atol=1e-6)
+        stack = batch.stacks[samples.stack_of[0] - batch.first_stack]
+        assert [batch.frames[f - batch.first_frame][0] for f in stack][-1] == "Napper.nap"
+        assert walks <= 2  # asleep: its schedstat line did not move
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@needs_ptrace
+@readable_here
+def test_the_ticker_hands_on_a_window_and_the_last_samples_when_the_process_ends():
+    code = "import time\ndef work():\n    t = time.time()\n    while time.time() - t < 1.0: pass\nwork()\n"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        for _ in range(50):
+            try:
+                interpreter = Interpreter.open(proc.pid)
+                break
+            except Exception:
+                time.sleep(0.02)
+        batches = []
+        reader = DirectReader(interpreter, StackIds(), batches.append)
+        reader.first_tick(time.time())
+        Ticker(100, 0.25).add(reader)
+        assert reader.done.wait(5)
+        assert len(batches) >= 2
+        names = [f[0] for b in batches for f in b.frames]
+        assert "work" in names
+        ticks = sum(b.ticks for b in batches)
+        assert 40 <= ticks <= 110  # 100 Hz, with jitter, over the rest of a 1 s job
+        assert batches[-1].t_end <= time.time()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@needs_ptrace
+@readable_here
+def test_record_reads_directly_and_names_threads(tmp_path):
+    out = tmp_path / "t.gtop"
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import threading, time
+        def spin(seconds):
+            t = time.time()
+            while time.time() - t < seconds:
+                pass
+        worker = threading.Thread(target=spin, args=(1.5,), name="spinner")
+        worker.start()
+        spin(1.5)
+        worker.join()
+    """))
+    run = gradetop("record", "-o", str(out), "--", sys.executable, str(script))
+    assert run.returncode == 0, run.stderr
+    report = json.loads(gradetop("report", str(out), "--json").stdout)
+    assert {"MainThread", "spinner"} <= {t["name"] for t in report["threads"]}
+    spin = sum(f["self_samples"] for f in report["functions"] if f["function"] == "spin")
+    assert 200 < spin < 340  # two threads in it 1.5 s each, at 100 Hz
+    assert report["coverage"] > 0.95
