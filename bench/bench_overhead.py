@@ -1,10 +1,11 @@
 """Overhead of monitoring: the same fixed-work workload unmonitored, under gradetop, under py-spy alone.
 
-Variants, interleaved a,b,c,d, a,b,c,d, ... so that drift of the machine hits
+Variants, interleaved a,b,w,c,d, a,b,w,c,d, ... so that drift of the machine hits
 them all alike:
 
     a  python bench/workload.py --work N                       (unmonitored)
     b  gradetop record -o tmp.gtop -- python bench/workload.py  (gradetop)
+    w  the same with --sampler py-spy (py-spy windows, as before direct reading)
     c  py-spy record --nonblocking -r 100 -f speedscope -o tmp.json -- python ...
     d  py-spy record -r 100 -f speedscope -o tmp.json -- python ...  (blocking, py-spy's default)
 
@@ -37,10 +38,11 @@ from _machine import ForeignLoad, describe
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKLOAD = os.path.join(HERE, "workload.py")
-VARIANTS = ("a", "b", "c", "d")
+VARIANTS = ("a", "b", "w", "c", "d")
 LABELS = {
     "a": "unmonitored",
     "b": "gradetop record",
+    "w": "gradetop, py-spy windows",
     "c": "py-spy --nonblocking",
     "d": "py-spy (blocking)",
 }
@@ -74,6 +76,7 @@ def commands(work: int, child: bool, rate: int, tmp: str, same_args: bool) -> di
     return {
         "a": target,
         "b": [tool("gradetop"), "record", "--rate", str(rate), "-o", gtop, "--", *target],
+        "w": [tool("gradetop"), "record", "--sampler", "py-spy", "--rate", str(rate), "-o", gtop + ".w", "--", *target],
         "c": [*c, "-o", spy_json, "--", *target],
         "d": [*d, "-o", spy_json, "--", *target],
     }
@@ -282,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Paired wall-time ratios (one per round): median [min-max]")
     for x, y, what in (("b", "a", "gradetop / unmonitored"), ("c", "a", "py-spy nonblocking / unmonitored"),
-                       ("d", "a", "py-spy blocking / unmonitored"), ("b", "c", "gradetop / py-spy nonblocking")):
+                       ("d", "a", "py-spy blocking / unmonitored"), ("b", "c", "gradetop / py-spy nonblocking"),
+                       ("w", "c", "gradetop with py-spy windows (--sampler py-spy) / py-spy nonblocking")):
         print(f"  {x}/{y}  {fmt_ratio(ratios(x, y))}   {what}")
 
     print()

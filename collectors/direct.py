@@ -82,7 +82,7 @@ class DirectReader:
     samples taken since its last batch. Used by the ticker's thread only (after its first tick)."""
 
     def __init__(self, interpreter: Interpreter, ids: StackIds, emit: Callable[[StackBatch], None],
-                 names: ThreadNames | None = None) -> None:
+                 rate_hz: float = 100.0, names: ThreadNames | None = None) -> None:
         self.pid = interpreter.pid
         self.interpreter = interpreter
         self.ids = ids
@@ -101,6 +101,7 @@ class DirectReader:
         self._samples: dict[int, tuple[list[int], list[int]]] = {}
         """Per thread, since the last batch: (tick indices, stack ids)."""
         self._t_start = 0.0
+        self._period = 1.0 / rate_hz
         self._failed = 0
 
     @property
@@ -196,10 +197,15 @@ class DirectReader:
     def flush(self, t_end: float | None = None) -> None:
         """Hand on the samples taken since the last batch, those after `t_end` (its process's end) left out."""
         ticks = np.array(self._ticks, dtype=np.float64)
-        if t_end is not None:
-            ticks = ticks[ticks <= t_end]
+        ended = t_end
+        if ended is not None:
+            ticks = ticks[ticks <= ended]
         t_end = float(ticks[-1]) if len(ticks) else self._t_start
         weights = np.diff(ticks, prepend=self._t_start).astype(np.float32)
+        if ended is not None and len(ticks) and ended - t_end < 2 * self._period:
+            # The stacks of the last tick stand until the process exited (less than a tick later).
+            weights[-1] += ended - t_end
+            t_end = ended
         names = self.names.names
         threads = []
         for tid, (at, stacks) in self._samples.items():

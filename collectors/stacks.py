@@ -177,7 +177,7 @@ class StackSampler(Background):
     def _read_directly(self, interpreter: Interpreter, current: Window | None) -> None:
         """Sample by reading the interpreter (collectors.direct) until the process ends or we stop; a py-spy
         window that was sampling hands over at the first direct tick."""
-        reader = DirectReader(interpreter, self._ids, self._emit)
+        reader = DirectReader(interpreter, self._ids, self._emit, self.options.rate_hz)
         try:
             reader.first_tick(time.time())
         except (OSError, NotReady):
