@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gradetop.collectors.cpython import Interpreter, NotReady
+from gradetop.collectors.cpython import Interpreter, NotReady, Unsupported
 from gradetop.collectors.exits import EXITS
 from gradetop.collectors.procmem import ProcessGone, ReadFailed
 from gradetop.collectors.pyspy import StackIds
@@ -43,6 +43,10 @@ NAMES_EVERY_S = 1.0
 """Ask py-spy for thread names at most this often per process."""
 FAILED_TICKS_LIMIT = 50
 """Reads that failed in a row (torn every time, or an interpreter being torn down) before giving up."""
+LIST_EVERY = 10
+"""Ticks between two reads of the thread list, at the most."""
+REOPEN_AFTER = 10
+"""Reads that failed in a row before the interpreter is looked for again (an exec moves it)."""
 
 
 class ThreadNames:
@@ -103,6 +107,8 @@ class DirectReader:
         self._t_start = 0.0
         self._period = 1.0 / rate_hz
         self._failed = 0
+        self._unlisted = 0
+        """Ticks since the thread list was last read."""
 
     @property
     def t_start(self) -> float:
@@ -125,18 +131,41 @@ class DirectReader:
             self._failed += 1
             if self._failed >= FAILED_TICKS_LIMIT:
                 raise ProcessGone(0, f"process {self.pid}'s interpreter can no longer be read") from None
+            if self._failed % REOPEN_AFTER == 0:
+                self._reopen()
+
+    def _reopen(self) -> None:
+        """Find the interpreter afresh: the process may have exec'd another program (a shell script
+        that execs Python, a Python that execs itself), whose interpreter lies elsewhere."""
+        try:
+            interpreter = Interpreter.open(self.pid)
+        except NotReady:
+            return
+        except Unsupported:
+            raise ProcessGone(0, f"process {self.pid} is no longer a Python we can read") from None
+        except OSError:
+            return
+        self.interpreter = interpreter
+        self._frames.clear()  # code keys are the old interpreter's
+        self._stacks.clear()  # every thread is walked at the next tick
+        for tid in list(self._stats):
+            self._unwatch(tid)
 
     def _read(self, now: float, first: bool) -> None:
         changed = self._changed()
-        if first or changed:
+        self._unlisted += 1
+        # The thread list is read again where a thread ran (only a running thread starts another), where
+        # one cannot be watched, and every LIST_EVERY ticks (native code may give a thread of its own a
+        # thread state, and run Python in it, while every watched thread sleeps).
+        if first or changed or len(self._stats) < len(self._stacks) or self._unlisted >= LIST_EVERY:
+            self._unlisted = 0
             self.interpreter.new_round()
             threads = self.interpreter.threads()
-            if not first:
-                self._ticks.append(now)
             current = set()
             for tid, frame, chunk in threads:
                 current.add(tid)
-                if first or tid in changed or tid not in self._stacks:
+                # A thread whose schedstat line did not move did not run: its stack stands.
+                if first or tid in changed or tid not in self._stats:
                     self._stacks[tid] = self._stack(frame, chunk)
                     if tid not in self._stats:
                         self._watch(tid)
@@ -146,10 +175,9 @@ class DirectReader:
             unnamed = current - self.names.names.keys()
             if unnamed:
                 self.names.ask(frozenset(unnamed))
-        elif not first:
-            self._ticks.append(now)
         if first:
             return
+        self._ticks.append(now)
         k = len(self._ticks) - 1
         for tid, stack in self._stacks.items():
             at, stacks = self._samples.setdefault(tid, ([], []))

@@ -194,3 +194,31 @@ def test_record_reads_directly_and_names_threads(tmp_path):
     spin = sum(f["self_samples"] for f in report["functions"] if f["function"] == "spin")
     assert 200 < spin < 340  # two threads in it 1.5 s each, at 100 Hz
     assert report["coverage"] > 0.95
+
+
+@needs_ptrace
+@readable_here
+def test_a_process_that_execs_python_again_is_read_in_its_new_program():
+    after = "import time\\ndef after_exec():\\n    t = time.time()\\n    while time.time() - t < 1.5: pass\\nafter_exec()"
+    code = (f"import os, sys, time\ndef before_exec():\n    time.sleep(0.5)\nbefore_exec()\n"
+            f"os.execv(sys.executable, [sys.executable, '-c', \"{after}\"])")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        for _ in range(100):
+            try:
+                interpreter = Interpreter.open(proc.pid)
+                break
+            except Exception:
+                time.sleep(0.02)
+        batches = []
+        reader = DirectReader(interpreter, StackIds(), batches.append)
+        reader.first_tick(time.time())
+        Ticker(100, 0.25).add(reader)
+        assert reader.done.wait(10)
+        names = {f[0] for b in batches for f in b.frames}
+        assert {"before_exec", "after_exec"} <= names
+        seen = [(b.t_end, ts) for b in batches for ts in b.threads]
+        assert sum(ts.weights.sum() for _, ts in seen) > 1.2  # the new program's 1.5 s, most of it
+    finally:
+        proc.kill()
+        proc.wait()
