@@ -27,6 +27,7 @@ import pytest
 
 from conftest import WORKLOADS, gradetop, kill_tree
 from gradetop.model.phase_costs import cost_phases
+from gradetop.model.phases.auto import AUTO_MIN_S
 from gradetop.model.phase_summary import covered_s, summarize
 from gradetop.model.phases import all_phases, rule_phases
 from gradetop.model.phases.naming import Namer
@@ -170,14 +171,17 @@ def test_compute_bound_breakdown_is_forward_backward_and_optimizer(torch_compute
 def test_sklearn_workers_import_then_fit(sklearn_grid):
     report = sklearn_grid.report
     assert sorted(roles(report).values()).count("worker") >= 2, report["processes"]
-    imports = [p for p in report["phases"] if p["name"] == "worker: import sklearn"]
-    assert imports, [p["path"] for p in report["phases"]]
-    assert any(p["verdict"].startswith("import sklearn (worker, receiving its first task)") for p in imports), \
-        [p["verdict"] for p in imports]
-    names = {p["name"] for p in report["phases"]}
-    assert any(n.startswith("worker: fit") for n in names), names
     worker_imports = [i for i in report["imports"] if i["role"] == "worker" and i["package"] == "sklearn"]
     assert len({i["pid"] for i in worker_imports}) >= 2, report["imports"]
+    names = {p["name"] for p in report["phases"]}
+    assert any(n.startswith("worker: fit") for n in names), names
+    # An automatic phase lasts AUTO_MIN_S at least: the workers' import is one where it took that long
+    # (scikit-learn 1.9 imports in 0.5-0.6 s on a quiet 2-core machine, over a second on a busy one).
+    imports = [p for p in report["phases"] if p["name"] == "worker: import sklearn"]
+    if max(i["seconds"] for i in worker_imports) >= AUTO_MIN_S + 0.1:
+        assert imports, [p["path"] for p in report["phases"]]
+    assert all(p["verdict"].startswith("import sklearn (worker, receiving its first task)") for p in imports), \
+        [p["verdict"] for p in imports]
 
 
 def cut(profile: Profile, t: float) -> Profile:
