@@ -118,6 +118,7 @@ class Interpreter:
         self._codes: dict[int, _Code] = {}
         """By address: the code object last read there."""
         self._by_key: dict[int, _Code] = {}
+        self._interp = 0
         self._checked: set[int] = set()
         self._keys = 0
         L = layout
@@ -160,23 +161,32 @@ class Interpreter:
     def _pointer(self, address: int) -> int:
         return _u64(self._memory.read(address, 8), 0)
 
-    def threads(self) -> list[tuple[int, int, bytes]]:
-        """(native thread id, its current frame's address or 0, the frames it has in its frame stack's
-        newest chunk) of each thread of the main interpreter."""
+    def threads(self) -> list[tuple[int, bytes]]:
+        """(native thread id, its thread state as read) of each thread of the main interpreter: give the
+        state to `stack` for its stack (only a thread that ran needs it)."""
         L = self._layout
         read = self._memory.read
-        interp = self._pointer(self._runtime + L.runtime_interpreters_head)
-        if not interp:
-            raise NotReady(f"process {self.pid} has no interpreter yet")
-        state = self._pointer(interp + L.interp_threads_head)
+        if not self._interp:  # the main interpreter stays where it is for the process's life
+            self._interp = self._pointer(self._runtime + L.runtime_interpreters_head)
+            if not self._interp:
+                raise NotReady(f"process {self.pid} has no interpreter yet")
+        state = self._pointer(self._interp + L.interp_threads_head)
         found = []
         while state and len(found) < MAX_THREADS:
             raw = read(state, self._tstate_span)
-            cframe = _u64(raw, L.tstate_cframe)
-            frame = self._pointer(cframe + L.cframe_current_frame) if cframe else 0
-            found.append((_u64(raw, L.tstate_native_thread_id), frame, self._chunk(raw)))
+            found.append((_u64(raw, L.tstate_native_thread_id), raw))
             state = _u64(raw, L.tstate_next)
         return found
+
+    def stack(self, tstate: bytes) -> list[tuple[int, int]]:
+        """The stack of a thread (its state from `threads`), leaf first: see `walk`."""
+        L = self._layout
+        cframe = _u64(tstate, L.tstate_cframe)
+        try:
+            frame = self._pointer(cframe + L.cframe_current_frame) if cframe else 0
+        except ReadFailed:
+            return []
+        return self.walk(frame, self._chunk(tstate)) if frame else []
 
     def _chunk(self, tstate: bytes) -> tuple[int, bytes]:
         """(address, contents) of the used part of a thread's newest frame-stack chunk, where most of its

@@ -162,11 +162,11 @@ class DirectReader:
             self.interpreter.new_round()
             threads = self.interpreter.threads()
             current = set()
-            for tid, frame, chunk in threads:
+            for tid, state in threads:
                 current.add(tid)
                 # A thread whose schedstat line did not move did not run: its stack stands.
                 if first or tid in changed or tid not in self._stats:
-                    self._stacks[tid] = self._stack(frame, chunk)
+                    self._stacks[tid] = self._stack(state)
                     if tid not in self._stats:
                         self._watch(tid)
             for tid in set(self._stacks) - current:  # it ended
@@ -212,10 +212,10 @@ class DirectReader:
         if fd is not None:
             os.close(fd)
 
-    def _stack(self, frame: int, chunk: tuple[int, bytes]) -> int:
+    def _stack(self, state: bytes) -> int:
         ids, frames = self.ids, self._frames
         path = []
-        for where in reversed(self.interpreter.walk(frame, chunk)):
+        for where in reversed(self.interpreter.stack(state)):
             fid = frames.get(where)
             if fid is None:
                 fid = frames[where] = ids.frame(self.interpreter.describe(where))

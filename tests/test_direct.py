@@ -66,8 +66,7 @@ def start_teller(depth: int) -> tuple[subprocess.Popen, dict[int, list]]:
 
 def stacks_read(interpreter: Interpreter) -> dict[int, list[tuple[str, str, int]]]:
     interpreter.new_round()
-    return {tid: [interpreter.describe(f) for f in interpreter.walk(frame, chunk)]
-            for tid, frame, chunk in interpreter.threads()}
+    return {tid: [interpreter.describe(f) for f in interpreter.stack(state)] for tid, state in interpreter.threads()}
 
 
 @needs_ptrace
@@ -119,14 +118,14 @@ def test_a_waiting_thread_keeps_its_stack_at_every_tick_without_a_walk():
         t0 = time.time()
         reader.first_tick(t0)
         walks = 0
-        walk = reader.interpreter.walk
+        stack = reader.interpreter.stack
 
         def counted(*args):
             nonlocal walks
             walks += 1
-            return walk(*args)
+            return stack(*args)
 
-        reader.interpreter.walk = counted
+        reader.interpreter.stack = counted
         for k in range(1, 21):
             reader.tick(t0 + k * 0.01)
         reader.flush()
