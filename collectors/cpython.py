@@ -154,9 +154,26 @@ class Interpreter:
             if layout is None or not {"PyCode_Type", "PyUnicode_Type"} <= addresses.keys():
                 raise Unsupported(f"Python {version[0]}.{version[1]}")
             interpreter = cls(pid, memory, layout, addresses, version)
-            interpreter.threads()  # raises NotReady while it starts
+            interpreter._check()
             return interpreter
         raise Unsupported("no CPython interpreter found in its memory")
+
+    def _check(self, tries: int = 3) -> None:
+        """Raise NotReady while the interpreter starts, Unsupported where our layout does not read it (a debug
+        build's objects are larger, say): the code object of a thread's current frame must check out, in
+        one of `tries` reads (a frame can return between two reads)."""
+        L = self._layout
+        for _ in range(tries):
+            self.new_round()
+            tops = []
+            for _, state in self.threads():
+                cframe = _u64(state, L.tstate_cframe)
+                frame = self._pointer(cframe + L.cframe_current_frame) if cframe else 0
+                if frame:
+                    tops.append(self._pointer(frame + L.frame_code))
+            if all(self._code(code) is not None for code in tops):
+                return
+        raise Unsupported(f"Python {self.version[0]}.{self.version[1]} of a layout gradetop does not know")
 
     def _pointer(self, address: int) -> int:
         return _u64(self._memory.read(address, 8), 0)

@@ -221,3 +221,23 @@ def test_a_process_that_execs_python_again_is_read_in_its_new_program():
     finally:
         proc.kill()
         proc.wait()
+
+
+@needs_ptrace
+@readable_here
+def test_a_layout_that_does_not_read_the_interpreter_leaves_it_to_py_spy(monkeypatch):
+    """A build whose objects are laid out otherwise (a debug build's are larger) must not be read as empty
+    stacks: opening it says Unsupported, and py-spy samples it."""
+    from dataclasses import replace
+
+    import gradetop.collectors.cpython as cpython
+
+    proc, _ = start_teller(3)
+    try:
+        Interpreter.open(proc.pid)  # the true layout reads it
+        monkeypatch.setitem(cpython.LAYOUTS, (3, 11), replace(cpython.LAYOUTS[(3, 11)], frame_code=40))
+        with pytest.raises(Unsupported):
+            Interpreter.open(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
