@@ -1,12 +1,12 @@
 """Every benchmark in one run, and one table of the figures issue 12 asks for, each beside its goal.
 
-    python bench/run_all.py --quick            # the scripts' quick modes: about 4 minutes on 2 cores
+    python bench/run_all.py --quick            # the scripts' quick modes: about 5 minutes on 2 cores
     python bench/run_all.py                    # their default modes: about 12 minutes
     python bench/run_all.py --from-logs DIR    # the table again from a run's kept outputs; runs nothing
 
 Runs, one after the other (never side by side: they would measure each other):
-bench_overhead.py (1 process, then --child: 2 processes), bench_sampling.py
-(monitor CPU at 1, 8, 16 and 32 processes against `py-spy record -s --idle
+bench_overhead.py (1 process, then --child: 2 processes), bench_live.py (the
+live `run` drawing in a pseudo-terminal), bench_sampling.py (monitor CPU at 1, 8, 16 and 32 processes against `py-spy record -s --idle
 --nonblocking`), bench_latency.py, bench_ingest.py, bench_ui.py, and the
 start-up time of `gradetop --help`.
 
@@ -177,6 +177,7 @@ def steps(quick: bool) -> list[tuple[str, str, list[str]]]:
     return [
         ("overhead1", "bench_overhead.py", q),
         ("overhead2", "bench_overhead.py", [*q, "--child"]),
+        ("live", "bench_live.py", q),
         ("sampling", "bench_sampling.py", sampling),
         ("latency", "bench_latency.py", q),
         ("ingest", "bench_ingest.py", q),
@@ -214,6 +215,10 @@ def table(out: dict[str, Output], quick: bool) -> list[Row]:
              "<= 1.01 (goal 1.00)", lambda m: f"{m[1]} [{m[2]}-{m[3]}]", lambda m: bound(num(m[1]), 1.01))
         read(key, ratio.format("b/a"), f"overhead, {n} process{'es' * (n > 1)}: gradetop / unmonitored (wall)",
              f"none set; py-spy alone: {spy[1] if spy else '?'}", lambda m: f"{m[1]} [{m[2]}-{m[3]}]")
+
+    # bench_live.py: "  r/c    1.189  [1.109-1.195]   gradetop run / py-spy alone"
+    read("live", ratio.format("r/c"), "overhead, live `run` drawing in a pty: gradetop / py-spy alone (wall)",
+         "<= 1.01 (goal 1.00)", lambda m: f"{m[1]} [{m[2]}-{m[3]}]", lambda m: bound(num(m[1]), 1.01))
 
     # bench_sampling.py: one line per worker count:
     # "       7      10.7%      16.8%   0.63            11.4%   0.68" (the last two: gradetop with py-spy windows)

@@ -11,6 +11,7 @@ It prints nothing and exits 0; the benchmarks time it from outside.
 
     python bench/workload.py --work 200            # ~1 s of CPU per 100 units on a 2-core box
     python bench/workload.py --work 200 --child
+    python bench/workload.py --work 200 --time-file t.txt   # also writes its own wall seconds
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import threading
+import time
 
 import numpy as np
 
@@ -102,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=int, default=200, help="units of work across the 4 threads (default 200)")
     parser.add_argument("--child", action="store_true", help="also run one multiprocessing child doing the same work")
+    parser.add_argument("--time-file", help="write the work's own wall seconds here (bench_live.py: a monitor whose "
+                                            "UI stays open after the workflow ends cannot be timed from outside)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     child = None
     if args.child:
         child = multiprocessing.get_context("fork").Process(target=child_main, args=(args.work,), name="workload-child")
@@ -112,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         child.join()
         if child.exitcode != 0:
             return 1
+    if args.time_file:
+        with open(args.time_file, "w") as f:
+            f.write(f"{time.perf_counter() - started:.6f}")
     return 0
 
 
