@@ -82,9 +82,10 @@ def test_gpu_panel_in_the_app_at_80x24():
         app = GradetopApp(FileSource(profile, str(DEMO)), refresh_s=3600)
         async with app.run_test(size=(80, 24)) as pilot:
             panel = app.query_one(GpuPanel)
-            await until(pilot, lambda: panel.picture is not None, "a GPU picture")
+            await until(pilot, lambda: app.picture is not None, "a picture")
+            assert panel.picture is None  # hidden (80x24 shows one panel): drawn when it comes up
             await pilot.press("8")
-            await until(pilot, lambda: panel.region.width > 0, "the GPU panel laid out")
+            await until(pilot, lambda: panel.picture is not None and panel.region.width > 0, "the GPU panel laid out")
             assert app.active_panel == "gpu" and panel.display and panel.has_focus
             assert panel.region.width == 80
             body = str(app.query_one("#gpu-body").render())

@@ -112,6 +112,8 @@ class GradetopApp(App):
         self.refresher = Refresher(source, lambda picture: self.post_message(PictureReady(picture)), rules,
                                    every_s=refresh_s, failed=lambda text: self.post_message(ViewFailed(text)))
         self.picture: Picture | None = None
+        self._drawn: set[str] = set()
+        """Panels that show `picture` (a hidden one is drawn when it comes up)."""
         self._output_seen = 0
         self._notices_told = 0
         self._finishing = False
@@ -171,6 +173,8 @@ class GradetopApp(App):
     def on_resize(self, event) -> None:
         # This runs before the app records its new size: lay out for the size the event brings.
         self.apply_layout(event.size)
+        for name in self.visible_panels():  # wide now: every panel is up
+            self.draw_panel(name)
 
     def panel_widget(self, name: str):
         return self.query_one("#flame-panel" if name == "flame" else f"#{name}")
@@ -188,6 +192,7 @@ class GradetopApp(App):
     def watch_active_panel(self, name: str) -> None:
         self.query_one(Tabs).active = f"tab-{name}"
         self.apply_layout()
+        self.draw_panel(name)
         target = self.panel_widget(name)
         if not target.has_focus_within:
             (target.flame if name == "flame" else target).focus()
@@ -249,22 +254,45 @@ class GradetopApp(App):
                 and self.picture.request.filter == self.filter:
             return  # frozen, or late: the screen already shows a picture of the current filter
         self.picture = picture
+        self._drawn.clear()
         try:
-            self.query_one(FlamePanel).show(picture.view)
-            self.query_one(TopTable).show(picture.view)
-            processes = self.query_one(ProcessTable)
-            processes.show(picture.view.processes, picture.gpu)
-            # A distributed job's rank skew, where the per-rank lanes are: under the process tree.
-            processes.border_subtitle = picture.rank_skew
-            self.query_one(TimelineView).show(picture.timeline, picture.lanes, picture.gpu)
-            self.query_one(GpuPanel).show(picture.gpu)
             self.screen.set_class(not picture.gpu.devices, "no-gpu")
-            self.query_one(PhaseTable).show(picture.phases)
-            self.query_one(ThreadTable).show(picture.threads)
+            for name in self.visible_panels():
+                self.draw_panel(name)
             self.show_output(picture)
         except NoMatches:
             return  # a picture that arrives while the app closes has nowhere to go
         self.update_header()
+
+    def visible_panels(self) -> tuple[str, ...]:
+        """All panels in the wide layout; in the narrow one, the panel up."""
+        return (self.active_panel,) if self.screen.has_class("narrow") else PANELS
+
+    def draw_panel(self, name: str) -> None:
+        """Show the current picture in panel `name`, once per picture. A hidden panel is drawn when it comes
+        up: filling the tables of hidden tabs every second made the screen lay itself out again each time,
+        most of what the live view cost (bench/bench_live.py)."""
+        picture = self.picture
+        if picture is None or name in self._drawn:
+            return
+        self._drawn.add(name)
+        if name == "flame":
+            self.query_one(FlamePanel).show(picture.view)
+        elif name == "top":
+            self.query_one(TopTable).show(picture.view)
+        elif name == "processes":
+            processes = self.query_one(ProcessTable)
+            processes.show(picture.view.processes, picture.gpu)
+            # A distributed job's rank skew, where the per-rank lanes are: under the process tree.
+            processes.border_subtitle = picture.rank_skew
+        elif name == "timeline":
+            self.query_one(TimelineView).show(picture.timeline, picture.lanes, picture.gpu)
+        elif name == "gpu":
+            self.query_one(GpuPanel).show(picture.gpu)
+        elif name == "phases":
+            self.query_one(PhaseTable).show(picture.phases)
+        elif name == "threads":
+            self.query_one(ThreadTable).show(picture.threads)
 
     @work(thread=True, exclusive=True, group="finish")
     def finish_source(self) -> None:
