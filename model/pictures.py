@@ -86,6 +86,8 @@ class TimelineData:
     bins: int
     lanes: list[Lane]
     function_names: list[str]
+    with_lanes: bool = True
+    """False: only the span and bins were computed (the timeline was not up), not the lanes."""
 
     @property
     def bin_s(self) -> float:

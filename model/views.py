@@ -59,16 +59,19 @@ def view_data(profile: Profile, flt: ViewFilter, now: float | None = None) -> Vi
 
 
 def timeline_data(profile: Profile, bins: int, by_thread: bool = False, t0: float | None = None,
-                  t1: float | None = None) -> TimelineData:
-    """Lanes of dominant frames over time, per process (or thread), with CPU% and RSS per process."""
+                  t1: float | None = None, lanes: bool = True) -> TimelineData:
+    """Lanes of dominant frames over time, per process (or thread), with CPU% and RSS per process; without
+    `lanes`, only the span and bins (what the GPU and phase lanes are drawn on), which costs nothing."""
     bins = max(1, bins)
     with profile.lock:
         start, end = _drawn_span(profile, t0, t1)
+        if not lanes:
+            return TimelineData(start, end, bins, [], [], with_lanes=False)
         tl = profile.timeline
         rows = tl.rows(tl.select(start, end))
         names = [f"{name}" for name, _ in profile.frames.functions]
         edges = np.linspace(start, end, bins + 1)
-        lanes: list[Lane] = []
+        drawn: list[Lane] = []
         roles = process_roles(profile)
         for pid, tid in _lane_keys(profile, rows, by_thread):
             mask = rows["pid"] == pid
@@ -76,8 +79,8 @@ def timeline_data(profile: Profile, bins: int, by_thread: bool = False, t0: floa
                 mask &= rows["tid"] == tid
             dominant, activity = _lane_bins(profile.stacks, {k: v[mask] for k, v in rows.items()}, edges)
             cpu, rss = _process_resources(profile, pid, edges) if tid is None else (None, None)
-            lanes.append(Lane((pid, tid), _lane_label(profile, pid, tid, roles), dominant, activity, cpu, rss))
-        return TimelineData(start, end, bins, lanes, names)
+            drawn.append(Lane((pid, tid), _lane_label(profile, pid, tid, roles), dominant, activity, cpu, rss))
+        return TimelineData(start, end, bins, drawn, names)
 
 
 def _drawn_span(profile: Profile, t0: float | None, t1: float | None) -> tuple[float, float]:

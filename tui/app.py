@@ -175,6 +175,7 @@ class GradetopApp(App):
         self.apply_layout(event.size)
         for name in self.visible_panels():  # wide now: every panel is up
             self.draw_panel(name)
+        self.call_after_refresh(self.request_picture)  # (the timeline's lanes, where it just came up)
 
     def panel_widget(self, name: str):
         return self.query_one("#flame-panel" if name == "flame" else f"#{name}")
@@ -232,7 +233,7 @@ class GradetopApp(App):
         except NoMatches:
             return  # the app is closing
         self.refresher.request(None if self.frozen else PictureRequest(
-            self.filter, bins, self.lanes_by_thread, self.phase_depth))
+            self.filter, bins, self.lanes_by_thread, self.phase_depth, frozenset(self.visible_panels())))
 
     def tick(self) -> None:
         """The clock (and tests): notice the end of the workflow, tell new notices, ask for a picture."""
@@ -273,8 +274,8 @@ class GradetopApp(App):
         up: filling the tables of hidden tabs every second made the screen lay itself out again each time,
         most of what the live view cost (bench/bench_live.py)."""
         picture = self.picture
-        if picture is None or name in self._drawn:
-            return
+        if picture is None or name in self._drawn or (name == "timeline" and not picture.timeline.with_lanes):
+            return  # (a picture made while the timeline was hidden has no lanes: the next one will)
         self._drawn.add(name)
         if name == "flame":
             self.query_one(FlamePanel).show(picture.view)

@@ -48,6 +48,9 @@ class PictureRequest:
     bins: int
     by_thread: bool = False
     phase_depth: int = 1
+    panels: frozenset[str] | None = None
+    """The panels up; the timeline's lanes (most of a picture's cost, over every sample) are computed only
+    where it is one of them. None: all."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,9 @@ class Refresher:
         once = self._once if fixed else _now
         f, bins, by_thread = request.filter, request.bins, request.by_thread
         view = once(("view", f), lambda: view_data(profile, f))
-        timeline = once(("timeline", bins, by_thread), lambda: timeline_data(profile, bins, by_thread=by_thread))
+        lanes = request.panels is None or "timeline" in request.panels
+        timeline = once(("timeline", bins, by_thread, lanes),
+                        lambda: timeline_data(profile, bins, by_thread=by_thread, lanes=lanes))
         costs = self._phase_costs(profile, state.ended)
         phases = [c.phase for c in costs]
         return Picture(
