@@ -70,10 +70,11 @@ class FlamePanel(Vertical):
         detail = self.query_one("#flame-detail", Static)
         view = self.view
         if view is None or view.samples == 0:
-            detail.update("no samples yet")
+            detail.update("no samples yet", layout=False)  # (one line high: see StatusHeader)
             return
         if view.tree.size == 0 or view.tree.total_s[ROOT] <= 0:
-            detail.update(f"no active time in {view.samples} samples: every thread waited (i counts idle time)")
+            detail.update(f"no active time in {view.samples} samples: every thread waited (i counts idle time)",
+                          layout=False)
             return
         tree = view.tree
         whole = tree.total_s[ROOT]
@@ -88,7 +89,7 @@ class FlamePanel(Vertical):
         if search:
             hits, share = search_share(view, search)
             text += f"  | '{search}': {hits} frames, {100 * share / whole:.1f}%"
-        detail.update(text)
+        detail.update(text, layout=False)
 
     def action_search(self) -> None:
         box = self.query_one("#flame-search", Input)

@@ -37,4 +37,6 @@ class StatusHeader(Static):
         if writing_to:
             text.append(f"  → {writing_to}", style="dim")
         text.append(f"  {title}", style="bold")
-        self.update(text)
+        # One line high (gradetop.tcss): new text never moves anything, so no layout of the screen,
+        # which each update every second cost.
+        self.update(text, layout=False)
