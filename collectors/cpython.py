@@ -123,6 +123,10 @@ class Interpreter:
         self._keys = 0
         L = layout
         self._frame_span = L.frame_owner + 1 - L.frame_code
+        # f_code, previous, prev_instr and owner in one unpack, from f_code on
+        self._frame_fields = struct.Struct(
+            f"<Q{L.frame_previous - L.frame_code - 8}xQ{L.frame_prev_instr - L.frame_previous - 8}xQ"
+            f"{L.frame_owner - L.frame_prev_instr - 8}xB")
         self._tstate_span = max(L.tstate_native_thread_id, L.tstate_datastack_top) + 8
 
     @classmethod
@@ -228,29 +232,29 @@ class Interpreter:
         Frames inside `chunk` are read from it, others one read each. Cut at the first frame that does
         not read as one (a torn read)."""
         L = self._layout
-        read = self._memory.read
+        read, unpack, code_of = self._memory.read, self._frame_fields.unpack_from, self._code
         low, data = chunk
         high = low + len(data)
         span = self._frame_span
+        code_start = L.code_adaptive
         found: list[tuple[int, int]] = []
         while frame and len(found) < MAX_DEPTH:
             at = frame + L.frame_code
-            if low <= at and at + span <= high:
-                raw = data[at - low:at - low + span]
-            else:
-                try:
-                    raw = read(at, span)
-                except ReadFailed:
-                    break
-            code_at = _u64(raw, 0)
-            code = self._code(code_at)
+            try:
+                if low <= at and at + span <= high:
+                    code_at, previous, instr, owner = unpack(data, at - low)
+                else:
+                    code_at, previous, instr, owner = unpack(read(at, span))
+            except ReadFailed:
+                break
+            code = code_of(code_at)
             if code is None:
                 break
-            offset = _u64(raw, L.frame_prev_instr - L.frame_code) - (code_at + L.code_adaptive)
+            offset = instr - (code_at + code_start)
             # A frame being set up has not reached its first traceable instruction: not shown (as CPython).
-            if raw[L.frame_owner - L.frame_code] == FRAME_OWNED_BY_GENERATOR or offset >= 2 * code.first_traceable:
+            if owner == FRAME_OWNED_BY_GENERATOR or offset >= 2 * code.first_traceable:
                 found.append((code.key, max(offset, 0)))
-            frame = _u64(raw, L.frame_previous - L.frame_code)
+            frame = previous
         return found
 
     def describe(self, key_offset: tuple[int, int]) -> tuple[str, str, int]:
