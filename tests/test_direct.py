@@ -146,25 +146,31 @@ def test_a_waiting_thread_keeps_its_stack_at_every_tick_without_a_walk():
 @readable_here
 def test_the_ticker_hands_on_a_window_and_the_last_samples_when_the_process_ends():
     code = "import time\ndef work():\n    t = time.time()\n    while time.time() - t < 1.0: pass\nwork()\n"
+    batches = ticked_until_exit(code)
+    assert len(batches) >= 2
+    names = [f[0] for b in batches for f in b.frames]
+    assert "work" in names
+    ticks = sum(b.ticks for b in batches)
+    assert 40 <= ticks <= 110  # 100 Hz, with jitter, over the rest of a 1 s job
+    assert batches[-1].t_end <= time.time()
+
+
+def ticked_until_exit(code: str, within_s: float = 10.0) -> list:
+    """The batches a ticker hands on of `python -c code`, read from its start until it exits."""
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
-        for _ in range(50):
+        for _ in range(100):
             try:
                 interpreter = Interpreter.open(proc.pid)
                 break
-            except Exception:
+            except Exception:  # not started yet
                 time.sleep(0.02)
         batches = []
         reader = DirectReader(interpreter, StackIds(), batches.append)
         reader.first_tick(time.time())
         Ticker(100, 0.25).add(reader)
-        assert reader.done.wait(5)
-        assert len(batches) >= 2
-        names = [f[0] for b in batches for f in b.frames]
-        assert "work" in names
-        ticks = sum(b.ticks for b in batches)
-        assert 40 <= ticks <= 110  # 100 Hz, with jitter, over the rest of a 1 s job
-        assert batches[-1].t_end <= time.time()
+        assert reader.done.wait(within_s)
+        return batches
     finally:
         proc.kill()
         proc.wait()
@@ -201,26 +207,10 @@ def test_a_process_that_execs_python_again_is_read_in_its_new_program():
     after = "import time\\ndef after_exec():\\n    t = time.time()\\n    while time.time() - t < 1.5: pass\\nafter_exec()"
     code = (f"import os, sys, time\ndef before_exec():\n    time.sleep(0.5)\nbefore_exec()\n"
             f"os.execv(sys.executable, [sys.executable, '-c', \"{after}\"])")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    try:
-        for _ in range(100):
-            try:
-                interpreter = Interpreter.open(proc.pid)
-                break
-            except Exception:
-                time.sleep(0.02)
-        batches = []
-        reader = DirectReader(interpreter, StackIds(), batches.append)
-        reader.first_tick(time.time())
-        Ticker(100, 0.25).add(reader)
-        assert reader.done.wait(10)
-        names = {f[0] for b in batches for f in b.frames}
-        assert {"before_exec", "after_exec"} <= names
-        seen = [(b.t_end, ts) for b in batches for ts in b.threads]
-        assert sum(ts.weights.sum() for _, ts in seen) > 1.2  # the new program's 1.5 s, most of it
-    finally:
-        proc.kill()
-        proc.wait()
+    batches = ticked_until_exit(code)
+    names = {f[0] for b in batches for f in b.frames}
+    assert {"before_exec", "after_exec"} <= names
+    assert sum(ts.weights.sum() for b in batches for ts in b.threads) > 1.2  # the new program's 1.5 s, most of it
 
 
 @needs_ptrace
