@@ -24,7 +24,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Footer, Log, Tab, Tabs
+from textual.widgets import Footer, Tab, Tabs
 
 from gradetop.model.rules import parse_rules
 from gradetop.model.source import Source
@@ -33,6 +33,7 @@ from gradetop.tui.flame import FlameView
 from gradetop.tui.flame_panel import FlamePanel
 from gradetop.tui.gpu_panel import GpuPanel
 from gradetop.tui.header import StatusHeader
+from gradetop.tui.output_log import OutputLog
 from gradetop.tui.phase_table import PhaseDetail, PhaseTable, detail_text
 from gradetop.tui.processes import ProcessTable
 from gradetop.tui.refresher import Picture, PictureRequest, Refresher
@@ -114,7 +115,6 @@ class GradetopApp(App):
         self.picture: Picture | None = None
         self._drawn: set[str] = set()
         """Panels that show `picture` (a hidden one is drawn when it comes up)."""
-        self._output_seen = 0
         self._notices_told = 0
         self._finishing = False
         # Active time by default, as py-spy top: where the CPUs went. 'i' shows idle threads too.
@@ -141,13 +141,13 @@ class GradetopApp(App):
                 with Vertical(id="side"):
                     yield ThreadTable(id="threads", classes="panel")
                     yield ProcessTable(id="processes", classes="panel")
-                    yield Log(id="output", classes="panel", max_lines=5000)
+                    yield OutputLog(id="output", classes="panel")
                     yield GpuPanel(id="gpu", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
         if not self.source.live and not self.source.profile.output:
-            self.query_one("#output", Log).write_line("(no output: gradetop keeps what a workflow prints when `run` starts it)")
+            self.query_one(OutputLog).write_line("(no output: gradetop keeps what a workflow prints when `run` starts it)")
         self.source.subscribe(self.refresher.wake)
         self.source.start()
         self.refresher.start()
@@ -260,7 +260,7 @@ class GradetopApp(App):
             self.screen.set_class(not picture.gpu.devices, "no-gpu")
             for name in self.visible_panels():
                 self.draw_panel(name)
-            self.show_output(picture)
+            self.query_one(OutputLog).show(picture.output, self.source.profile.output.maxlen)
         except NoMatches:
             return  # a picture that arrives while the app closes has nowhere to go
         self.update_header()
@@ -306,20 +306,6 @@ class GradetopApp(App):
             if getattr(self.source, "path", None) and self.source.live else ""
         self.notify(f"workflow {state.label}: this is the final picture (q quits, s saves){saved}", timeout=6)
         self.tick()
-
-    def show_output(self, picture: Picture) -> None:
-        lines = picture.output
-        maxlen = self.source.profile.output.maxlen
-        new = len(lines) - self._output_seen if len(lines) < maxlen else None
-        log = self.query_one("#output", Log)
-        if new is None:
-            # The bounded buffer rolled over: show its tail.
-            log.clear()
-            log.write_lines([line.text for line in lines[-1000:]])
-            self._output_seen = 0
-        elif new > 0:
-            log.write_lines([line.text for line in lines[-new:]])
-            self._output_seen = len(lines)
 
     def update_header(self) -> None:
         picture = self.picture
