@@ -94,6 +94,8 @@ class DirectReader:
         self.names = names or ThreadNames(self.pid)
         self.done = threading.Event()
         """Its process ended (its last batch is out), or it was taken off the ticker."""
+        self.failure: str | None = None
+        """Why it was taken off, where that was an error, not its process's end."""
         self.batches = 0
         self._frames: dict[tuple[int, int], int] = {}
         """(code key, offset) -> frame id."""
@@ -315,6 +317,10 @@ class Ticker:
                     try:
                         reader.tick(now)
                     except ProcessGone:
+                        self._end(reader)
+                        continue
+                    except Exception as exc:  # one process's fault must not stop the others' sampling
+                        reader.failure = f"reading process {reader.pid}'s interpreter failed: {exc}"
                         self._end(reader)
                         continue
                     end = window_end.setdefault(id(reader), now + self.window_s)

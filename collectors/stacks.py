@@ -196,6 +196,8 @@ class StackSampler(Background):
                 ticker.remove(reader)
                 break
         self.windows = reader.batches
+        if reader.failure:
+            self.emit(SamplerNote(time.time(), self.pid, "error", reader.failure))
 
     def _started(self, window: Window, current: Window | None = None) -> bool:
         """Wait for `window`'s first tick; False if it cannot come (its process or `current` ended,

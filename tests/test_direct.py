@@ -231,3 +231,30 @@ def test_a_layout_that_does_not_read_the_interpreter_leaves_it_to_py_spy(monkeyp
     finally:
         proc.kill()
         proc.wait()
+
+
+@needs_ptrace
+@readable_here
+def test_a_reader_that_fails_is_taken_off_and_the_others_go_on():
+    (one, _), (two, _) = start_teller(3), start_teller(3)
+    try:
+        good, bad = [], []
+        readers = [DirectReader(Interpreter.open(p.pid), StackIds(), out.append) for p, out in ((one, good), (two, bad))]
+        for reader in readers:
+            reader.first_tick(time.time())
+
+        def broken(now, first):
+            raise RuntimeError("a layout surprise")
+
+        readers[1]._read = broken
+        ticker = Ticker(100, 0.1)
+        for reader in readers:
+            ticker.add(reader)
+        assert readers[1].done.wait(5) and "a layout surprise" in readers[1].failure
+        time.sleep(0.5)
+        assert not readers[0].done.is_set() and len(good) >= 3
+        ticker.remove(readers[0])
+    finally:
+        for proc in (one, two):
+            proc.kill()
+            proc.wait()
