@@ -775,10 +775,12 @@ def test_narrow_timeline_is_full_width_as_soon_as_shown():
         await s.press(panel_key("timeline"))
         await s.pilot.pause()
         timeline = s.timeline
+        # Its lanes are computed only while it is up: the key asks for a picture at once.
+        await s.wait_for(lambda: timeline.data is not None, what="the timeline's first picture")
         require(timeline.bins_wanted > 50, "the timeline has the terminal's width")
         assert timeline.data.bins == timeline.bins_wanted
 
-    # No refresh tick during the test: what the key shows is what a user sees for up to refresh_s.
+    # No refresh tick during the test (refresh_s is an hour): what comes, the key asked for.
     run(scenario, size=NARROW)
 
 
