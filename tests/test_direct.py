@@ -6,8 +6,8 @@ The truth each test checks against is the target's own: the stack it reports of 
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -57,6 +57,17 @@ TELLER = textwrap.dedent("""
 """)
 
 
+@contextlib.contextmanager
+def ended_after(*procs: subprocess.Popen):
+    """The processes, killed and reaped when the block ends."""
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def start_teller(depth: int) -> tuple[subprocess.Popen, dict[int, list]]:
     proc = subprocess.Popen([sys.executable, "-c", TELLER.replace("DEPTH", str(depth))], stdout=subprocess.PIPE,
                             text=True)
@@ -98,14 +109,10 @@ def test_line_numbers_agree_with_cpythons_own_decoder():
 
 @needs_ptrace
 def test_what_is_not_python_is_left_to_py_spy():
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
+    with ended_after(subprocess.Popen(["sleep", "30"])) as (proc,):
         time.sleep(0.1)
         with pytest.raises(Unsupported):
             Interpreter.open(proc.pid)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @needs_ptrace
@@ -222,15 +229,11 @@ def test_a_layout_that_does_not_read_the_interpreter_leaves_it_to_py_spy(monkeyp
 
     import gradetop.collectors.cpython as cpython
 
-    proc, _ = start_teller(3)
-    try:
+    with ended_after(start_teller(3)[0]) as (proc,):
         Interpreter.open(proc.pid)  # the true layout reads it
         monkeypatch.setitem(cpython.LAYOUTS, (3, 11), replace(cpython.LAYOUTS[(3, 11)], frame_code=40))
         with pytest.raises(Unsupported):
             Interpreter.open(proc.pid)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @needs_ptrace
