@@ -146,8 +146,10 @@ class Monitor:
 
     def _ingest_loop(self) -> None:
         while True:
+            # Asleep until a record comes, or a held batch's wait for its resources is up.
+            wait = max(0.0, self._held[0][0] + JOIN_WAIT_S + 0.01 - time.monotonic()) if self._held else None
             try:
-                record = self._queue.get(timeout=0.05)
+                record = self._queue.get(timeout=wait)
             except queue.Empty:
                 record = None
             if record is not None:

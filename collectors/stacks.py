@@ -98,6 +98,14 @@ class StackSampler(Background):
         self.sampling = threading.Event()
         self.failure: tuple[str, str] | None = None
         """(kind, message) when the process could never be sampled."""
+        self._reader: DirectReader | None = None
+        """Where the process is read directly: its reader, on the ticker."""
+
+    def stop(self) -> None:
+        super().stop()
+        reader = self._reader
+        if reader is not None:  # its last samples go out now, and `run` ends with it
+            Ticker.of(self.options.rate_hz, self.options.window_s).remove(reader)
 
     def run(self) -> None:
         try:
@@ -191,10 +199,10 @@ class StackSampler(Background):
         self.sampling.set()
         ticker = Ticker.of(self.options.rate_hz, self.options.window_s)
         ticker.add(reader)
-        while not reader.done.is_set():
-            if self._stopping.wait(0.1):
-                ticker.remove(reader)
-                break
+        self._reader = reader
+        if self._stopping.is_set():  # `stop` came before there was a reader to take off
+            ticker.remove(reader)
+        reader.done.wait()
         self.windows = reader.batches
         if reader.failure:
             self.emit(SamplerNote(time.time(), self.pid, "error", reader.failure))
