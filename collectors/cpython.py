@@ -2,8 +2,8 @@
 
 py-spy costs a launch and an attach per window, and writes its samples
 only when the window ends (PYSPY.md); reading the interpreter's structures
-ourselves costs one process_vm_readv per frame (collectors.procmem), from
-the sampler's thread, with nothing to start. The structures' layouts are
+ourselves costs a read per structure (collectors.procmem), from the
+sampler's thread, with nothing to start. The structures' layouts are
 per minor version and are read from CPython's own headers (offsetof on the
 3.11 release headers; the same for every 3.11.x on 64-bit Linux). A
 Python whose layout we do not know is sampled with py-spy, as before.
@@ -143,24 +143,32 @@ class Interpreter:
         candidates = sorted((path for path in files if os.path.basename(path).startswith("libpython3")), reverse=True)
         candidates += [exe] if exe in files else []
         memory = RemoteMemory(pid)
-        for path in candidates:
-            try:
-                addresses = symbol_addresses(pid, path, files[path], SYMBOLS)
-            except (OSError, NotElf, ValueError):
-                continue
-            if "_PyRuntime" not in addresses:
-                continue
-            if "Py_Version" not in addresses:  # before 3.11
-                raise Unsupported("Python older than 3.11")
-            hexversion = int.from_bytes(memory.read(addresses["Py_Version"], 4), "little")
-            version = (hexversion >> 24, (hexversion >> 16) & 0xFF)
-            layout = LAYOUTS.get(version)
-            if layout is None or not {"PyCode_Type", "PyUnicode_Type"} <= addresses.keys():
-                raise Unsupported(f"Python {version[0]}.{version[1]}")
-            interpreter = cls(pid, memory, layout, addresses, version)
-            interpreter._check()
-            return interpreter
-        raise Unsupported("no CPython interpreter found in its memory")
+        try:
+            for path in candidates:
+                try:
+                    addresses = symbol_addresses(pid, path, files[path], SYMBOLS)
+                except (OSError, NotElf, ValueError):
+                    continue
+                if "_PyRuntime" not in addresses:
+                    continue
+                if "Py_Version" not in addresses:  # before 3.11
+                    raise Unsupported("Python older than 3.11")
+                hexversion = int.from_bytes(memory.read(addresses["Py_Version"], 4), "little")
+                version = (hexversion >> 24, (hexversion >> 16) & 0xFF)
+                layout = LAYOUTS.get(version)
+                if layout is None or not {"PyCode_Type", "PyUnicode_Type"} <= addresses.keys():
+                    raise Unsupported(f"Python {version[0]}.{version[1]}")
+                interpreter = cls(pid, memory, layout, addresses, version)
+                interpreter._check()
+                return interpreter
+            raise Unsupported("no CPython interpreter found in its memory")
+        except BaseException:
+            memory.close()
+            raise
+
+    def close(self) -> None:
+        """Let go of the process's memory (what `open` opened)."""
+        self._memory.close()
 
     def _check(self, tries: int = 3) -> None:
         """Raise NotReady while the interpreter starts, Unsupported where our layout does not read it (a debug

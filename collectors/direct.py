@@ -147,6 +147,7 @@ class DirectReader:
             raise ProcessGone(0, f"process {self.pid} is no longer a Python we can read") from None
         except OSError:
             return
+        self.interpreter.close()
         self.interpreter = interpreter
         self._frames.clear()  # code keys are the old interpreter's
         self._stacks.clear()  # every thread is walked at the next tick
@@ -257,6 +258,7 @@ class DirectReader:
     def close(self) -> None:
         for tid in list(self._stats):
             self._unwatch(tid)
+        self.interpreter.close()
 
 
 class Ticker:

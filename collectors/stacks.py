@@ -189,6 +189,7 @@ class StackSampler(Background):
         try:
             reader.first_tick(time.time())
         except (OSError, NotReady):
+            reader.close()
             if current is not None:
                 self._finish(current, time.time())
             return

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,6 +67,8 @@ def ended_after(*procs: subprocess.Popen):
         for proc in procs:
             proc.kill()
             proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
 
 
 def start_teller(depth: int) -> tuple[subprocess.Popen, dict[int, list]]:
@@ -261,3 +264,45 @@ def test_a_reader_that_fails_is_taken_off_and_the_others_go_on():
         for proc in (one, two):
             proc.kill()
             proc.wait()
+
+
+def open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+@needs_ptrace
+@readable_here
+def test_memory_reads_say_what_went_wrong_and_leave_no_file_open():
+    """An unmapped address is a failed read; a process that exited (a zombie, then reaped) is gone; an
+    interpreter no longer read lets go of its file, so that hours of short-lived workers open none for good."""
+    from gradetop.collectors.procmem import ProcessGone, ReadFailed
+
+    before = open_fds()
+    for _ in range(3):
+        with ended_after(start_teller(3)[0]) as (proc,):
+            reader = DirectReader(Interpreter.open(proc.pid), StackIds(), lambda batch: None)
+            reader.first_tick(time.time())
+            reader.close()
+            while reader.names._busy:  # its thread names are asked of py-spy, through pipes
+                time.sleep(0.01)
+    assert open_fds() == before
+
+    proc, _ = start_teller(3)
+    interpreter = Interpreter.open(proc.pid)
+    memory = interpreter._memory
+    assert len(memory.read(interpreter._runtime, 64)) == 64
+    with pytest.raises(ReadFailed):
+        memory.read(4096, 8)
+    proc.kill()
+    while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        time.sleep(0.01)
+    with pytest.raises(ProcessGone):  # a zombie: exited, not yet reaped
+        memory.read(interpreter._runtime, 64)
+    proc.wait()
+    proc.stdout.close()
+    with pytest.raises(ProcessGone):
+        memory.read(interpreter._runtime, 64)
+    interpreter.close()
+    assert open_fds() == before
