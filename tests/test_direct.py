@@ -306,3 +306,22 @@ def test_memory_reads_say_what_went_wrong_and_leave_no_file_open():
         memory.read(interpreter._runtime, 64)
     interpreter.close()
     assert open_fds() == before
+
+
+@needs_ptrace
+@readable_here
+def test_symbols_lie_where_the_process_itself_finds_them():
+    """The ELF tables read from the file give the addresses the dynamic linker gave the process."""
+    from gradetop.collectors.cpython import SYMBOLS
+    from gradetop.collectors.elf import mapped_files, symbol_addresses
+
+    tell = ("import ctypes, json, time; print(json.dumps({n: ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, n))"
+            f" for n in {SYMBOLS!r}}}), flush=True); time.sleep(60)")
+    with ended_after(subprocess.Popen([sys.executable, "-c", tell], stdout=subprocess.PIPE, text=True)) as (proc,):
+        told = json.loads(proc.stdout.readline())
+        files = mapped_files(proc.pid)
+        found = {}
+        for path in sorted(files, key=lambda path: "libpython3" not in path):  # where the interpreter is first
+            with contextlib.suppress(OSError, ValueError):  # a locale file, say, is no ELF file
+                found = {**symbol_addresses(proc.pid, path, files[path], SYMBOLS), **found}
+        assert {name: found.get(name) for name in SYMBOLS} == told
