@@ -10,6 +10,12 @@ Monitor CPU = CPU of the whole reaped tree (RUSAGE_CHILDREN delta) minus the
 CPU the job reports for itself and its workers. Prints % of one core over the
 job's wall time, and the ratio g/p per N (median of the rounds).
 
+Each round also runs the job for 0 s: what each tool costs to start and end
+(gradetop is Python: its imports, numpy's above all, cost about 0.15 CPU-s;
+py-spy's start costs next to nothing). The second table splits the first into
+that and the steady cost, (10 s run - 0 s run) / 10 s, which is what a job
+of minutes or hours pays.
+
     python bench/bench_sampling.py --quick            # N = 1, 16; 1 round of 5 s
     python bench/bench_sampling.py                    # N = 1, 8, 16, 32; 2 rounds of 10 s
 """
@@ -42,7 +48,7 @@ def children_cpu() -> float:
 
 
 def monitor_cpu(prefix: list[str], workers: int, seconds: float, tmp: str) -> tuple[float, float]:
-    """(monitor CPU as a share of one core, wall s) of one run."""
+    """(monitor CPU-s, wall s) of one run."""
     cpu_file = os.path.join(tmp, "cpu")
     job = [sys.executable, JOB, "--workers", str(workers), "--seconds", str(seconds), "--cpu-file", cpu_file]
     cpu0 = children_cpu()
@@ -54,7 +60,7 @@ def monitor_cpu(prefix: list[str], workers: int, seconds: float, tmp: str) -> tu
         sys.stderr.write(proc.stderr.decode(errors="replace")[-1500:])
     with open(cpu_file) as f:
         job_cpu = float(f.read())
-    return (total - job_cpu) / seconds, wall
+    return total - job_cpu, wall
 
 
 def variants(rate: int, tmp: str) -> dict[str, list[str]]:
@@ -66,17 +72,23 @@ def variants(rate: int, tmp: str) -> dict[str, list[str]]:
     }
 
 
-def measure(counts: list[int], rounds: int, seconds: float, rate: int) -> dict[int, dict[str, list[float]]]:
-    out: dict[int, dict[str, list[float]]] = {}
+def measure(counts: list[int], rounds: int, seconds: float, rate: int) -> dict[int, dict[str, list[tuple[float, float]]]]:
+    """Per worker count and variant, per round: (monitor CPU-s of the job of `seconds`, of the job of 0 s)."""
+    out: dict[int, dict[str, list[tuple[float, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cmds = variants(rate, tmp)
         for n in counts:
             out[n] = {name: [] for name in cmds}
             for _ in range(rounds):
                 for name, prefix in cmds.items():
-                    share, _wall = monitor_cpu(prefix, n, seconds, tmp)
-                    out[n][name].append(share)
+                    cpu, _wall = monitor_cpu(prefix, n, seconds, tmp)
+                    fixed, _wall = monitor_cpu(prefix, n, 0.0, tmp)
+                    out[n][name].append((cpu, fixed))
     return out
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
 
 
 def main(argv=None) -> int:
@@ -94,11 +106,19 @@ def main(argv=None) -> int:
     results = measure(counts, rounds, seconds, args.rate)
     print(f"monitor CPU, % of one core ({rounds} round(s) of {seconds:g} s, {args.rate} Hz)")
     print(f"{'workers':>8} {'gradetop':>9} {'py-spy -s':>10} {'ratio':>6}   {'py-spy windows':>14} {'ratio':>6}")
+    share = {n: {name: statistics.median(cpu / seconds for cpu, _ in runs) for name, runs in r.items()}
+             for n, r in results.items()}
+    for n, r in share.items():
+        g, p, w = r["gradetop"], r["py-spy"], r["gradetop windows"]
+        print(f"{n:>8} {g * 100:>8.1f}% {p * 100:>9.1f}% {ratio(g, p):>6.2f}   {w * 100:>13.1f}% {ratio(w, p):>6.2f}")
+    print(f"split: start and end (a 0 s job), CPU-s; steady ({seconds:g} s job - 0 s job), % of one core")
+    print(f"{'workers':>8} {'gradetop':>9} {'py-spy -s':>10}   {'gradetop':>9} {'py-spy -s':>10} {'ratio':>6}")
     for n, r in results.items():
-        g, p = statistics.median(r["gradetop"]), statistics.median(r["py-spy"])
-        w = statistics.median(r["gradetop windows"])
-        print(f"{n:>8} {g * 100:>8.1f}% {p * 100:>9.1f}% {g / p if p > 0 else float('nan'):>6.2f}"
-              f"   {w * 100:>13.1f}% {w / p if p > 0 else float('nan'):>6.2f}")
+        fixed = {name: statistics.median(f for _, f in runs) for name, runs in r.items()}
+        steady = {name: statistics.median((cpu - f) / seconds for cpu, f in runs) for name, runs in r.items()}
+        g, p = steady["gradetop"], steady["py-spy"]
+        print(f"{n:>8} {fixed['gradetop']:>8.2f}s {fixed['py-spy']:>9.2f}s   {g * 100:>8.1f}% {p * 100:>9.1f}%"
+              f" {ratio(g, p):>6.2f}")
     return 0
 
 

@@ -229,6 +229,11 @@ def table(out: dict[str, Output], quick: bool) -> list[Row]:
              f"monitor CPU, {n} process{'es' * (n > 1)}: gradetop / py-spy -s --idle",
              goal, lambda m: f"{m[3]} ({m[1]}% vs {m[2]}% of a core; py-spy windows {m[5]})",
              lambda m: "" if m[3] == "nan" else bound(num(m[3]), limit))
+    # its split: "       0     0.16s      0.02s        3.0%       3.7%   0.81" (start and end CPU-s, then steady)
+    for n in PROCESSES:
+        read("sampling", rf"^\s*{n - 1}\s+([\d.]+)s\s+([\d.]+)s\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+|nan)\s*$",
+             f"  of which steady (less start and end), {n} process{'es' * (n > 1)}", "none set (long jobs pay this)",
+             lambda m: f"{m[5]} ({m[3]}% vs {m[4]}%; start and end {m[1]} vs {m[2]} CPU-s)")
 
     # Coverage: gradetop report on the overhead runs; profile.coverage in bench_latency.
     cov = r"^\s+coverage\s+([\d.]+)%\s+\[([\d.]+)-([\d.]+)\]"
