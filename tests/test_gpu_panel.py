@@ -149,3 +149,31 @@ def test_panel_says_what_the_gpu_waited_for_per_phase_type_wrapped_not_cut():
     section = " ".join(line.strip() for line in lines[start + 1:start + 12])
     assert picture.verdicts[0].split(": ", 1)[1][:60] in section
     assert all(len(line) <= 78 for line in lines[start:])
+
+
+def test_gpus_that_appear_under_a_dialog_show_when_it_closes():
+    """The panels' screen takes the layout's classes, also while a dialog is over it: the GPU panel is there
+    when GPUs come during the help, and the dialog does not take the panels' layout."""
+    from gradetop.tui.app import PictureReady
+
+    async def main():
+        app = GradetopApp(FileSource(gpu_profile(), str(DEMO)), refresh_s=3600)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.picture is not None, "a picture")
+            panels = app.screen
+            assert not panels.has_class("no-gpu")
+            app._has_gpu = False  # as before the first GPU reading
+            app.apply_layout()
+            assert panels.has_class("no-gpu")
+            await pilot.press("question_mark")
+            await until(pilot, lambda: app.screen is not panels, "the help")
+            app.post_message(PictureReady(app.picture))  # the first picture with GPUs, under the help
+            await until(pilot, lambda: not panels.has_class("no-gpu"), "the GPU panel back")
+            assert not app.screen.has_class("no-gpu") and not app.screen.has_class("narrow")
+            await pilot.press("escape")
+            await pilot.press("8")
+            panel = app.query_one(GpuPanel)
+            await until(pilot, lambda: panel.region.width == 80, "the GPU panel laid out")
+            app.exit()
+
+    asyncio.run(main())
