@@ -40,7 +40,11 @@ from gradetop.model.records import StackBatch, ThreadSamples
 JITTER = 0.5
 """Each tick comes after the period times a uniform factor in [1 - JITTER, 1 + JITTER]."""
 NAMES_EVERY_S = 1.0
-"""Ask py-spy for thread names at most this often per process."""
+"""Ask py-spy for thread names at most this often per process, for threads it was asked for already..."""
+NEW_NAMES_AFTER_S = 0.25
+"""...and for a thread it was not asked for yet (a short-lived helper must be named while it lives)."""
+NAME_TRIES = 3
+"""Dumps for the same unnamed threads before they are left unnamed."""
 FAILED_TICKS_LIMIT = 50
 """Reads that failed in a row (torn every time, or an interpreter being torn down) before giving up."""
 LIST_EVERY = 10
@@ -57,15 +61,24 @@ class ThreadNames:
         self.names: dict[int, str] = {pid: "MainThread"}
         self._asked = 0.0
         self._asked_for: frozenset[int] = frozenset()
+        self._tries = 0
+        """Dumps in a row for the same unnamed threads."""
         self._busy = False
 
     def ask(self, unnamed: frozenset[int]) -> None:
         """Dump the process's threads once more (soon, not now) for threads `unnamed`, unless a dump is under
-        way or was just done, or the last one was for the same threads (py-spy could not name them)."""
+        way or was just done (NEW_NAMES_AFTER_S ago for a thread not asked for yet, else NAMES_EVERY_S), or
+        the last NAME_TRIES were for the same threads. A thread has a thread state before its start puts it
+        in `threading`'s table, where its name is, so a dump may come too soon; one py-spy never names (a
+        native thread's) is not asked for again and again."""
         now = time.monotonic()
-        if self._busy or now - self._asked < NAMES_EVERY_S or unnamed == self._asked_for:
+        new = not unnamed <= self._asked_for
+        if self._busy or now - self._asked < (NEW_NAMES_AFTER_S if new else NAMES_EVERY_S):
             return
-        self._busy, self._asked, self._asked_for = True, now, unnamed
+        tries = 1 if new else self._tries + 1
+        if tries > NAME_TRIES:
+            return
+        self._busy, self._asked, self._asked_for, self._tries = True, now, unnamed, tries
         threading.Thread(target=self._dump, name=f"gradetop-names-{self.pid}", daemon=True).start()
 
     def _dump(self) -> None:
