@@ -5,8 +5,9 @@ only when the window ends (PYSPY.md); reading the interpreter's structures
 ourselves costs a read per structure (collectors.procmem), from the
 sampler's thread, with nothing to start. The structures' layouts are
 per minor version and are read from CPython's own headers (offsetof on the
-3.11 release headers; the same for every 3.11.x on 64-bit Linux). A
-Python whose layout we do not know is sampled with py-spy, as before.
+3.11, 3.12 and 3.13 release headers; the same for every patch release on
+64-bit Linux). A Python whose layout we do not know (3.10 and older, 3.14,
+a free-threaded or debug build) is sampled with py-spy, as before.
 
 The target runs on while it is read, so a read can be torn: every code
 object is checked to be one (its type is PyCode_Type) before it is
@@ -45,15 +46,19 @@ class Layout:
     runtime_interpreters_head: int
     interp_threads_head: int
     tstate_next: int
-    tstate_cframe: int
+    tstate_frame: int
+    """Where a thread state points to its current frame: to the frame itself (3.13), or to a _PyCFrame
+    that holds it at `cframe_current_frame` (3.11, 3.12)."""
+    cframe_current_frame: int | None
     tstate_native_thread_id: int
     tstate_datastack_chunk: int
     tstate_datastack_top: int
     chunk_data: int
-    cframe_current_frame: int
     frame_code: int
+    """f_code (3.11, 3.12), f_executable (3.13)."""
     frame_previous: int
     frame_prev_instr: int
+    """prev_instr (3.11, 3.12), instr_ptr (3.13): the instruction whose line CPython reports."""
     frame_owner: int
     code_firstlineno: int
     code_filename: int
@@ -72,14 +77,28 @@ class Layout:
     compact_data: int = 72
 
 
+# From offsetof and sizeof on each release's own headers (3.11.7, 3.12.1, 3.13.0), compiled with Py_BUILD_CORE;
+# the same for every patch release of a minor version (CPython keeps these structures' layout within one).
 LAYOUTS = {
-    (3, 11): Layout(runtime_interpreters_head=40, interp_threads_head=16, tstate_next=8, tstate_cframe=56,
-                    tstate_native_thread_id=160, tstate_datastack_chunk=296, tstate_datastack_top=304, chunk_data=24,
-                    cframe_current_frame=8, frame_code=32, frame_previous=48,
-                    frame_prev_instr=56, frame_owner=69, code_firstlineno=72, code_filename=112, code_qualname=128,
-                    code_linetable=136, code_firsttraceable=168, code_adaptive=184),
+    (3, 11): Layout(runtime_interpreters_head=40, interp_threads_head=16, tstate_next=8, tstate_frame=56,
+                    cframe_current_frame=8, tstate_native_thread_id=160, tstate_datastack_chunk=296,
+                    tstate_datastack_top=304, chunk_data=24, frame_code=32, frame_previous=48, frame_prev_instr=56,
+                    frame_owner=69, code_firstlineno=72, code_filename=112, code_qualname=128, code_linetable=136,
+                    code_firsttraceable=168, code_adaptive=184),
+    (3, 12): Layout(runtime_interpreters_head=40, interp_threads_head=72, tstate_next=8, tstate_frame=56,
+                    cframe_current_frame=0, tstate_native_thread_id=144, tstate_datastack_chunk=232,
+                    tstate_datastack_top=240, chunk_data=24, frame_code=0, frame_previous=8, frame_prev_instr=56,
+                    frame_owner=70, code_firstlineno=68, code_filename=112, code_qualname=128, code_linetable=136,
+                    code_firsttraceable=176, code_adaptive=192, ascii_data=40, compact_data=56),
+    (3, 13): Layout(runtime_interpreters_head=632, interp_threads_head=7344, tstate_next=8, tstate_frame=72,
+                    cframe_current_frame=None, tstate_native_thread_id=160, tstate_datastack_chunk=232,
+                    tstate_datastack_top=240, chunk_data=24, frame_code=0, frame_previous=8, frame_prev_instr=56,
+                    frame_owner=70, code_firstlineno=68, code_filename=112, code_qualname=128, code_linetable=136,
+                    code_firsttraceable=184, code_adaptive=200, ascii_data=40, compact_data=56),
 }
 FRAME_OWNED_BY_GENERATOR = 1
+FRAME_OWNED_BY_CSTACK = 3
+"""3.12+: the frame each eval loop puts under the frames it runs (a shim, not the program's): not shown."""
 
 
 @dataclass
@@ -127,7 +146,7 @@ class Interpreter:
         self._frame_fields = struct.Struct(
             f"<Q{L.frame_previous - L.frame_code - 8}xQ{L.frame_prev_instr - L.frame_previous - 8}xQ"
             f"{L.frame_owner - L.frame_prev_instr - 8}xB")
-        self._tstate_span = max(L.tstate_native_thread_id, L.tstate_datastack_top) + 8
+        self._tstate_span = max(L.tstate_frame, L.tstate_native_thread_id, L.tstate_datastack_top) + 8
 
     @classmethod
     def open(cls, pid: int) -> "Interpreter":
@@ -174,18 +193,34 @@ class Interpreter:
         """Raise NotReady while the interpreter starts, Unsupported where our layout does not read it (a debug
         build's objects are larger, say): the code object of a thread's current frame must check out, in
         one of `tries` reads (a frame can return between two reads)."""
-        L = self._layout
         for _ in range(tries):
             self.new_round()
             tops = []
             for _, state in self.threads():
-                cframe = _u64(state, L.tstate_cframe)
-                frame = self._pointer(cframe + L.cframe_current_frame) if cframe else 0
+                frame = self._current_frame(state)
                 if frame:
-                    tops.append(self._pointer(frame + L.frame_code))
-            if all(self._code(code) is not None for code in tops):
+                    tops.append(self._program_code(frame))
+            if all(self._code(code) is not None for code in tops if code):
                 return
         raise Unsupported(f"Python {self.version[0]}.{self.version[1]} of a layout gradetop does not know")
+
+    def _current_frame(self, tstate: bytes) -> int:
+        """The address of a thread's current frame (0: none), from its thread state as read."""
+        L = self._layout
+        at = _u64(tstate, L.tstate_frame)
+        return self._pointer(at + L.cframe_current_frame) if at and L.cframe_current_frame is not None else at
+
+    def _program_code(self, frame: int) -> int:
+        """The code object address of the newest of the program's frames from `frame` down (0: none)."""
+        for _ in range(8):
+            code_at, previous, _, owner = self._frame_fields.unpack(self._memory.read(frame + self._layout.frame_code,
+                                                                                      self._frame_span))
+            if owner != FRAME_OWNED_BY_CSTACK:
+                return code_at
+            if not previous:
+                break
+            frame = previous
+        return 0
 
     def _pointer(self, address: int) -> int:
         return _u64(self._memory.read(address, 8), 0)
@@ -209,10 +244,8 @@ class Interpreter:
 
     def stack(self, tstate: bytes) -> list[tuple[int, int]]:
         """The stack of a thread (its state from `threads`), leaf first: see `walk`."""
-        L = self._layout
-        cframe = _u64(tstate, L.tstate_cframe)
         try:
-            frame = self._pointer(cframe + L.cframe_current_frame) if cframe else 0
+            frame = self._current_frame(tstate)
         except ReadFailed:
             return []
         return self.walk(frame, self._chunk(tstate)) if frame else []
@@ -246,7 +279,9 @@ class Interpreter:
         span = self._frame_span
         code_start = L.code_adaptive
         found: list[tuple[int, int]] = []
-        while frame and len(found) < MAX_DEPTH:
+        steps = 0
+        while frame and steps < MAX_DEPTH:
+            steps += 1
             at = frame + L.frame_code
             try:
                 if low <= at and at + span <= high:
@@ -255,6 +290,9 @@ class Interpreter:
                     code_at, previous, instr, owner = unpack(read(at, span))
             except ReadFailed:
                 break
+            if owner == FRAME_OWNED_BY_CSTACK:  # its f_executable need not be code (3.13: None)
+                frame = previous
+                continue
             code = code_of(code_at)
             if code is None:
                 break

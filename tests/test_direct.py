@@ -7,7 +7,10 @@ The truth each test checks against is the target's own: the stack it reports of 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,8 +26,36 @@ from gradetop.collectors.pyspy import StackIds
 from tests.conftest import gradetop
 
 needs_ptrace = pytest.mark.usefixtures("ptrace")
-readable_here = pytest.mark.skipif(sys.version_info[:2] != (3, 11),
-                                   reason="the tests' Python is the target: its layout is known for 3.11 only")
+READ = ("3.11", "3.12", "3.13")
+"""The versions gradetop reads directly (collectors.cpython.LAYOUTS)."""
+readable_here = pytest.mark.skipif(f"{sys.version_info[0]}.{sys.version_info[1]}" not in READ,
+                                   reason=f"the tests' Python is the target: gradetop reads {', '.join(READ)} only")
+
+
+def pythons() -> dict[str, str]:
+    """An interpreter of each version in READ that this machine has (the tests' own, on PATH, pyenv's)."""
+    found = {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
+    for version in READ:
+        candidates = [shutil.which(f"python{version}"),
+                      *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))]
+        for exe in filter(None, candidates):
+            if version in found:
+                break
+            try:  # (a pyenv shim on PATH may run another version, or none)
+                said = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                      capture_output=True, text=True, timeout=30).stdout.strip()
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if said == version:
+                found[version] = exe
+    return found
+
+
+PYTHONS = pythons()
+each_python = pytest.mark.parametrize("python", [
+    pytest.param(PYTHONS.get(version), id=version,
+                 marks=pytest.mark.skipif(version not in PYTHONS, reason=f"no Python {version} on this machine"))
+    for version in READ])
 
 # A target that tells its own stacks (as CPython sees them) on a line, then holds still.
 TELLER = textwrap.dedent("""
@@ -38,9 +69,15 @@ TELLER = textwrap.dedent("""
 
     def deep(n, ready):
         if n == 0:
-            Napper().nap(ready)
+            for _ in through_a_generator(ready):
+                pass
         else:
             deep(n - 1, ready)
+
+    def through_a_generator(ready):
+        # A generator's frame (it lives in the generator, not on the thread's frame stack), and a call from
+        # C into Python (map): 3.12 and later put a frame of their own under the frames it runs.
+        yield from map(lambda r: Napper().nap(r), [ready])
 
     ready = threading.Event()
     threading.Thread(target=deep, args=(DEPTH, ready), name="nap thread ☕", daemon=True).start()
@@ -71,9 +108,8 @@ def ended_after(*procs: subprocess.Popen):
                 proc.stdout.close()
 
 
-def start_teller(depth: int) -> tuple[subprocess.Popen, dict[int, list]]:
-    proc = subprocess.Popen([sys.executable, "-c", TELLER.replace("DEPTH", str(depth))], stdout=subprocess.PIPE,
-                            text=True)
+def start_teller(depth: int, python: str = sys.executable) -> tuple[subprocess.Popen, dict[int, list]]:
+    proc = subprocess.Popen([python, "-c", TELLER.replace("DEPTH", str(depth))], stdout=subprocess.PIPE, text=True)
     told = {int(tid): [tuple(f) for f in frames] for tid, frames in json.loads(proc.stdout.readline()).items()}
     return proc, told
 
@@ -84,10 +120,10 @@ def stacks_read(interpreter: Interpreter) -> dict[int, list[tuple[str, str, int]
 
 
 @needs_ptrace
-@readable_here
+@each_python
 @pytest.mark.parametrize("depth", [3, 1000])
-def test_the_stack_read_from_outside_is_the_one_the_process_tells(depth):
-    proc, told = start_teller(depth)
+def test_the_stack_read_from_outside_is_the_one_the_process_tells(python, depth):
+    proc, told = start_teller(depth, python)
     try:
         read = stacks_read(Interpreter.open(proc.pid))
         (tid, frames), = told.items()
@@ -98,16 +134,25 @@ def test_the_stack_read_from_outside_is_the_one_the_process_tells(depth):
         proc.wait()
 
 
-def test_line_numbers_agree_with_cpythons_own_decoder():
-    codes = [f.__code__ for f in (line_of, json.JSONEncoder.encode, textwrap.dedent, subprocess.Popen.__init__,
-                                  pytest.approx)]
-    for code in codes:
-        if sys.version_info[:2] != (3, 11):
-            pytest.skip("the location table's format is 3.11's")
-        for start, end, line in code.co_lines():
+# In the Python under test: each code object's line table, first line, and the lines CPython gives its
+# instructions (co_lines), for functions of every shape: a method, a generator, a coroutine, a long one.
+LINES = textwrap.dedent("""
+    import asyncio, json, subprocess, textwrap
+    codes = [json.JSONEncoder.encode.__code__, textwrap.dedent.__code__, subprocess.Popen.__init__.__code__,
+             asyncio.sleep.__code__, json.encoder._make_iterencode.__code__]
+    codes += [c for c in json.encoder._make_iterencode.__code__.co_consts if hasattr(c, "co_lines")]
+    print(json.dumps([(c.co_name, c.co_linetable.hex(), c.co_firstlineno, list(c.co_lines())) for c in codes]))
+""")
+
+
+@each_python
+def test_line_numbers_agree_with_cpythons_own_decoder(python):
+    codes = json.loads(subprocess.run([python, "-c", LINES], capture_output=True, text=True, check=True).stdout)
+    for name, table, first, lines in codes:
+        for start, end, line in lines:
             for offset in range(start, end, 2):
                 if line is not None:  # (an instruction with no line keeps the last one: the nearest there is)
-                    assert line_of(code.co_linetable, code.co_firstlineno, offset) == line, (code.co_name, offset)
+                    assert line_of(bytes.fromhex(table), first, offset) == line, (name, offset)
 
 
 @needs_ptrace
@@ -187,8 +232,8 @@ def ticked_until_exit(code: str, within_s: float = 10.0) -> list:
 
 
 @needs_ptrace
-@readable_here
-def test_record_reads_directly_and_names_threads(tmp_path):
+@each_python
+def test_record_reads_directly_and_names_threads(tmp_path, python):
     out = tmp_path / "t.gtop"
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent("""
@@ -202,9 +247,10 @@ def test_record_reads_directly_and_names_threads(tmp_path):
         spin(1.5)
         worker.join()
     """))
-    run = gradetop("record", "-o", str(out), "--", sys.executable, str(script))
+    run = gradetop("record", "-o", str(out), "--", python, str(script))
     assert run.returncode == 0, run.stderr
     report = json.loads(gradetop("report", str(out), "--json").stdout)
+    assert any("by reading its interpreter" in note["message"] for note in report["notes"])
     assert {"MainThread", "spinner"} <= {t["name"] for t in report["threads"]}
     spin = sum(f["self_samples"] for f in report["functions"] if f["function"] == "spin")
     assert 200 < spin < 340  # two threads in it 1.5 s each, at 100 Hz
