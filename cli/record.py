@@ -60,8 +60,8 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--blocking", action="store_true", help="pause the target for each sample (py-spy's default; off here: it slows many-threaded jobs)")
     parser.add_argument("--no-subprocesses", dest="subprocesses", action="store_false", help="sample only the main process, not its children")
     parser.add_argument("--sampler", choices=("auto", "py-spy"), default="auto",
-                        help="auto (default): read CPython 3.11 interpreters directly, py-spy for others; "
-                             "py-spy: py-spy for every process")
+                        help="auto (default): read CPython 3.11, 3.12 and 3.13 interpreters directly, "
+                             "py-spy for others; py-spy: py-spy for every process")
     parser.add_argument("--phases", metavar="RULES.toml", help="your own rules mapping frames to phases (see README)")
     add_user_code_argument(parser)
 

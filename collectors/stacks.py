@@ -1,7 +1,7 @@
 """The stack sampler of one process: its interpreter read directly where we can, else py-spy in
 overlapping windows; streamed as StackBatch records.
 
-A CPython whose layout gradetop knows (collectors.cpython: 3.11) is read
+A CPython whose layout gradetop knows (collectors.cpython: 3.11 to 3.13) is read
 directly, with no py-spy (collectors.direct): one thread ticks for every
 such process, and a thread that did not run is not read again. The first
 py-spy window of a command gradetop starts hands over to it at its first
