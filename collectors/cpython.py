@@ -77,8 +77,9 @@ class Layout:
     compact_data: int = 72
 
 
-# From offsetof and sizeof on each release's own headers (3.11.7, 3.12.1, 3.13.0), compiled with Py_BUILD_CORE;
-# the same for every patch release of a minor version (CPython keeps these structures' layout within one).
+# From offsetof and sizeof on each release's own headers (3.11.7, 3.12.1, 3.13.0), compiled with Py_BUILD_CORE.
+# Taken as the same for every patch release of a minor version, as py-spy takes them; where one differs, the
+# current frames' code objects do not check out at `Interpreter.open`, and py-spy samples it.
 LAYOUTS = {
     (3, 11): Layout(runtime_interpreters_head=40, interp_threads_head=16, tstate_next=8, tstate_frame=56,
                     cframe_current_frame=8, tstate_native_thread_id=160, tstate_datastack_chunk=296,
