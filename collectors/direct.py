@@ -308,7 +308,8 @@ class Ticker:
         with self._changed:
             if reader in self._readers:
                 self._readers.remove(reader)
-                reader.flush()
+                # (its process may have ended: a session stops its samplers when its workflow exits)
+                reader.flush(EXITS.exited_at(reader.pid))
                 reader.close()
                 reader.done.set()
 

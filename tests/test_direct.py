@@ -371,3 +371,27 @@ def test_symbols_lie_where_the_process_itself_finds_them():
             with contextlib.suppress(OSError, ValueError):  # a locale file, say, is no ELF file
                 found = {**symbol_addresses(proc.pid, path, files[path], SYMBOLS), **found}
         assert {name: found.get(name) for name in SYMBOLS} == told
+
+
+@needs_ptrace
+@readable_here
+def test_a_reader_taken_off_after_its_process_ended_keeps_its_last_stacks_until_the_exit():
+    """A session stops its samplers when its workflow exits, maybe before the ticker has seen it go: the
+    last samples then stand until the exit the kernel gave, as when the ticker sees it."""
+    from gradetop.collectors.exits import EXITS
+
+    proc, _ = start_teller(3)
+    EXITS.watch(proc.pid)
+    batches = []
+    reader = DirectReader(Interpreter.open(proc.pid), StackIds(), batches.append)
+    reader.first_tick(time.time())
+    ticker = Ticker(100, 60.0)  # one window for the whole test: its last batch is the one
+    ticker.add(reader)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    ticker.remove(reader)
+    exited = EXITS.exited_at(proc.pid, wait_s=1.0)
+    assert exited is not None and batches
+    assert batches[-1].t_end == pytest.approx(exited, abs=1e-6)
