@@ -164,9 +164,9 @@ def test_what_is_not_python_is_left_to_py_spy():
 
 
 @needs_ptrace
-@readable_here
-def test_a_waiting_thread_keeps_its_stack_at_every_tick_without_a_walk():
-    proc, told = start_teller(3)
+@each_python
+def test_a_waiting_thread_keeps_its_stack_at_every_tick_without_a_walk(python):
+    proc, told = start_teller(3, python)
     try:
         batches = []
         reader = DirectReader(Interpreter.open(proc.pid), StackIds(), batches.append)
@@ -198,10 +198,10 @@ def test_a_waiting_thread_keeps_its_stack_at_every_tick_without_a_walk():
 
 
 @needs_ptrace
-@readable_here
-def test_the_ticker_hands_on_a_window_and_the_last_samples_when_the_process_ends():
+@each_python
+def test_the_ticker_hands_on_a_window_and_the_last_samples_when_the_process_ends(python):
     code = "import time\ndef work():\n    t = time.time()\n    while time.time() - t < 1.0: pass\nwork()\n"
-    batches = ticked_until_exit(code)
+    batches = ticked_until_exit(code, python)
     assert len(batches) >= 2
     names = [f[0] for b in batches for f in b.frames]
     assert "work" in names
@@ -210,9 +210,9 @@ def test_the_ticker_hands_on_a_window_and_the_last_samples_when_the_process_ends
     assert batches[-1].t_end <= time.time()
 
 
-def ticked_until_exit(code: str, within_s: float = 10.0) -> list:
+def ticked_until_exit(code: str, python: str = sys.executable, within_s: float = 10.0) -> list:
     """The batches a ticker hands on of `python -c code`, read from its start until it exits."""
-    proc = subprocess.Popen([sys.executable, "-c", code])
+    proc = subprocess.Popen([python, "-c", code])
     try:
         for _ in range(100):
             try:
