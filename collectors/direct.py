@@ -307,11 +307,8 @@ class Ticker:
         """Take `reader` off (it is stopping): its last samples go out first."""
         with self._changed:
             if reader in self._readers:
-                self._readers.remove(reader)
-                # (its process may have ended: a session stops its samplers when its workflow exits)
-                reader.flush(EXITS.exited_at(reader.pid))
-                reader.close()
-                reader.done.set()
+                # Its process may have ended: a session stops its samplers when its workflow exits.
+                self._end(reader, wait_s=0.0)
 
     def _run(self) -> None:
         due = time.monotonic()
@@ -346,9 +343,10 @@ class Ticker:
                 for key in set(window_end) - {id(r) for r in self._readers}:
                     del window_end[key]
 
-    def _end(self, reader: DirectReader) -> None:
-        """Its process ended: the kernel says when (collectors.exits); its samples after that are not."""
+    def _end(self, reader: DirectReader, wait_s: float = 0.05) -> None:
+        """Take `reader` off, its last samples out. Where its process ended, the kernel says when
+        (collectors.exits, waited for up to `wait_s`): its samples after that are not kept."""
         self._readers.remove(reader)
-        reader.flush(EXITS.exited_at(reader.pid, wait_s=0.05))
+        reader.flush(EXITS.exited_at(reader.pid, wait_s=wait_s))
         reader.close()
         reader.done.set()
