@@ -1,8 +1,9 @@
 """Readers of /proc: per-thread scheduler times, a zombie's exit status, a source line as the target sees it.
 
-Every function reads one small file, returns None (or Nones) where the
-kernel would not say (no such process, no schedstat, permission), and never
-raises for that. Source files are read through the target's own root
+Every function reads one small file (or a few), returns None (or Nones)
+where the kernel would not say (no such process, no schedstat, permission),
+and never raises for that. Those a sampler calls ten times a second take
+its OpenFiles (collectors.open_files), which reads a file kept open. Source files are read through the target's own root
 (`/proc/PID/root/...`, `/proc/PID/cwd/...` for relative paths) and then as
 the path is, so a process in a container is judged on its own files
 wherever gradetop runs.
@@ -15,7 +16,10 @@ from __future__ import annotations
 import linecache
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from gradetop.collectors.open_files import OpenFiles
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -26,6 +30,19 @@ BOOT_TIME = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 """When the machine booted, to a millisecond: a process's start (clock ticks after boot) plus this is
 its create time. psutil adds /proc/stat's btime, whole seconds: its create times are up to a second
 early, and a worker that lived 0.2 s read as 0.7 s."""
+HAS_CHILDREN_LISTS = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+"""Whether this kernel lists each thread's children (CONFIG_PROC_CHILDREN)."""
+
+
+def read_file(path: str, files: OpenFiles | None = None) -> bytes | None:
+    """A /proc file's contents, through `files` where given; None where it cannot be read."""
+    if files is not None:
+        return files.read(path)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,59 +66,70 @@ class ProcessStat:
         return BOOT_TIME + self.start_ticks / CLOCK_TICKS
 
 
-def process_stat(pid: int) -> ProcessStat | None:
+def process_stat(pid: int, files: OpenFiles | None = None) -> ProcessStat | None:
     """One read of the process's stat file (psutil reads it for each of name, status, ppid, times...)."""
+    data = read_file(f"/proc/{pid}/stat", files)
+    if not data:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
+        raw = data.decode(errors="replace")
         close = raw.rindex(")")
         fields = raw[close + 2 :].split()
         return ProcessStat(raw[raw.index("(") + 1 : close], STATES.get(fields[0], fields[0]), int(fields[1]),
                            (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, int(fields[17]), int(fields[19]),
                            int(fields[21]) * PAGE_SIZE)
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
 
 
-def io_bytes(pid: int) -> tuple[int, int] | None:
+def io_bytes(pid: int, files: OpenFiles | None = None) -> tuple[int, int] | None:
     """(bytes read, bytes written) from storage, as /proc/PID/io counts them; None where not allowed."""
+    data = read_file(f"/proc/{pid}/io", files)
     try:
-        with open(f"/proc/{pid}/io", "rb") as f:
-            fields = dict(line.split(b": ") for line in f.read().splitlines() if b": " in line)
+        fields = dict(line.split(b": ") for line in data.splitlines() if b": " in line)
         return int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
-    except (OSError, ValueError, KeyError):
+    except (AttributeError, ValueError, KeyError):
         return None
 
 
-def thread_times(pid: int) -> dict[int, tuple[float, float]] | None:
-    """Per thread: (CPU seconds, seconds running or runnable): the active time, from schedstat where the
-    kernel keeps it (else the CPU seconds). None if the process cannot be read."""
+def task_ids(pid: int) -> list[int]:
+    """The threads of process `pid` now (none where it is gone)."""
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
+        return [int(name) for name in os.listdir(f"/proc/{pid}/task")]
     except OSError:
-        return None
+        return []
+
+
+def thread_times(pid: int, files: OpenFiles | None = None,
+                 tids: list[int] | None = None) -> dict[int, tuple[float, float]] | None:
+    """Per thread (`tids`, else those listed now): (CPU seconds, seconds running or runnable): the active
+    time, from schedstat where the kernel keeps it (else the CPU seconds). None if the process cannot be
+    read; a thread that ended is left out."""
+    if tids is None:
+        try:
+            tids = [int(name) for name in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            return None
     times = {}
-    for name in tids:
-        tid = int(name)
-        fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
+    for tid in tids:
+        fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat", files)
         if fields is None:
             continue  # it ended since the listing
         try:
             cpu_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         except (ValueError, IndexError):
             continue
-        ns = schedstat_ns(pid, tid)
+        ns = schedstat_ns(pid, tid, files)
         times[tid] = (cpu_s, cpu_s if ns is None else (ns[0] + ns[1]) / 1e9)
     return times
 
 
-def schedstat_ns(pid: int, tid: int) -> tuple[int, int] | None:
+def schedstat_ns(pid: int, tid: int, files: OpenFiles | None = None) -> tuple[int, int] | None:
     """(ns on a CPU, ns runnable but waiting for one) of a thread, or None where the kernel has no schedstat."""
     try:
-        with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
-            fields = f.read().split()
+        fields = read_file(f"/proc/{pid}/task/{tid}/schedstat", files).split()
         return int(fields[0]), int(fields[1])
-    except (OSError, ValueError, IndexError):
+    except (AttributeError, ValueError, IndexError):
         return None
 
 
@@ -123,32 +151,39 @@ def thread_cpu_s(pid: int, tid: int) -> float | None:
         return None
 
 
-def descendants(pid: int) -> list[int] | None:
+def descendants(pid: int, files: OpenFiles | None = None,
+                tasks: Callable[[int], list[int]] = task_ids) -> list[int] | None:
     """Every process below `pid`, parents before their children, from the kernel's own lists
-    (/proc/PID/task/TID/children); None where the kernel keeps none (CONFIG_PROC_CHILDREN).
+    (/proc/PID/task/TID/children, for each thread `tasks` gives); None where the kernel keeps none
+    (CONFIG_PROC_CHILDREN).
 
     psutil's children() reads the stat file of every process on the machine to find them:
     ten times a second, that was most of what reading the tree cost.
     """
-    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
-        return None if os.path.exists(f"/proc/{pid}") else []
+    if not HAS_CHILDREN_LISTS:
+        return None
     found: list[int] = []
     todo = [pid]
     while todo:
         parent = todo.pop()
-        try:
-            tids = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for tid in tids:
+        for tid in tasks(parent):
             try:
-                with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
-                    kids = [int(k) for k in f.read().split()]
-            except (OSError, ValueError):
+                kids = [int(k) for k in read_file(f"/proc/{parent}/task/{tid}/children", files).split()]
+            except (AttributeError, ValueError):
                 continue
             found += kids
             todo += kids
     return found
+
+
+def host_busy_s(files: OpenFiles | None = None) -> float | None:
+    """CPU seconds the whole machine was busy (not idle, not waiting for IO), cumulative, from the first
+    line of /proc/stat (the fields psutil.cpu_times() sums); None where it cannot be read."""
+    try:
+        fields = [int(f) for f in read_file("/proc/stat", files).split(b"\n", 1)[0].split()[1:]]
+        return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
+    except (AttributeError, ValueError, IndexError):
+        return None
 
 
 def process_active_ns(pid: int) -> int | None:
@@ -207,11 +242,11 @@ def source_line(pid: int, file: str, line: int) -> str | None:
     return None
 
 
-def _stat_fields(path: str) -> list[str] | None:
+def _stat_fields(path: str, files: OpenFiles | None = None) -> list[str] | None:
     """The fields of a stat file after the command name (which may hold spaces and parentheses)."""
+    data = read_file(path, files)
     try:
-        with open(path, "rb") as f:
-            raw = f.read().decode(errors="replace")
+        raw = data.decode(errors="replace")
         return raw[raw.rindex(")") + 2 :].split()
-    except (OSError, ValueError):
+    except (AttributeError, ValueError):
         return None

@@ -22,7 +22,8 @@ import psutil
 from gradetop.collectors.background import Background
 from gradetop.collectors.processes import without_gradetop_pids
 from gradetop.collectors.exits import EXITS
-from gradetop.collectors.procfs import descendants, io_bytes, process_stat, thread_times
+from gradetop.collectors.open_files import OpenFiles
+from gradetop.collectors.procfs import descendants, host_busy_s, io_bytes, process_stat, task_ids, thread_times
 from gradetop.model.records import ProcessEnded, ProcessReading, ResourceBatch
 from gradetop.model.roles_env import ranks_of
 
@@ -49,9 +50,11 @@ nothing. (A thread can run a few ms without a tick: the next full reading has it
 
 def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
                  ranks: dict[int, tuple[str, tuple]] | None = None,
-                 last: tuple[float, ProcessReading] | None = None) -> tuple[float, ProcessReading] | None:
+                 last: tuple[float, ProcessReading] | None = None, files: OpenFiles | None = None,
+                 tasks: dict[int, list[int]] | None = None) -> tuple[float, ProcessReading] | None:
     """(when its threads were read, one reading of one process), or None if it vanished or cannot be read;
-    `last` is what the previous call returned.
+    `last` is what the previous call returned. `files` keeps the files it reads open for the next call, and
+    `tasks` each process's threads as last listed (listed again where their number changed, or one ended).
 
     Straight from /proc (collectors.procfs): one stat file for the process, one stat and one
     schedstat per thread, its io. psutil read the stat file once per figure, and the tree's
@@ -59,14 +62,22 @@ def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
     Its command line and ranks are read once per program it runs (`cmdlines`, `ranks` cache
     them with its name): reading /proc/PID/environ 10 times a second for every process would
     be waste, but an exec (`sh -c 'RANK=1 exec python train.py'`, a launcher) changes both."""
-    stat = process_stat(pid)
+    stat = process_stat(pid, files)
     if stat is None:
         return None
     if last is not None and last[1].cpu_s == stat.cpu_s and time.time() - last[0] < STILL_READ_EVERY_S:
         full_at, still = last
         threads, io = still.thread_times, (still.read_bytes, still.write_bytes)
     else:
-        threads, io, full_at = thread_times(pid) or {}, io_bytes(pid), time.time()
+        tids = None
+        if tasks is not None:
+            tids = tasks.get(pid)
+            if tids is None or len(tids) != stat.num_threads:
+                tids = tasks[pid] = task_ids(pid)
+        threads, io, full_at = thread_times(pid, files, tids) or {}, io_bytes(pid, files), time.time()
+        if tasks is not None and len(threads) < len(tids):  # one ended, and another may have begun in its place
+            tids = tasks[pid] = task_ids(pid)
+            threads.update(thread_times(pid, files, [tid for tid in tids if tid not in threads]) or {})
     known = cmdlines.get(pid)
     if known is None or known[0] != stat.comm or not known[1]:  # empty: read mid-exec, or denied
         known = cmdlines[pid] = (stat.comm, read_cmdline(pid))
@@ -155,9 +166,16 @@ class MonitorCpu:
         return own + reaped.ru_utime + reaped.ru_stime + running
 
 
-def _descendants(pid: int) -> list[int]:
-    """The processes below `pid`, from the kernel's lists where it keeps them (procfs.descendants)."""
-    pids = descendants(pid)
+def _descendants(pid: int, files: OpenFiles | None = None, tasks: dict[int, list[int]] | None = None) -> list[int]:
+    """The processes below `pid`, from the kernel's lists where it keeps them (procfs.descendants): of each
+    process's threads as `tasks` last listed them (a thread born since forks a child seen a reading later)."""
+    def listed(p: int) -> list[int]:
+        tids = tasks.get(p)
+        if tids is None:
+            tids = tasks[p] = task_ids(p)
+        return tids
+
+    pids = descendants(pid, files, task_ids if tasks is None else listed)
     if pids is None:
         try:
             return [p.pid for p in psutil.Process(pid).children(recursive=True)]
@@ -180,12 +198,6 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
     return found
 
 
-def host_busy_s() -> float:
-    """CPU seconds the whole machine was busy (not idle, not waiting for IO), cumulative."""
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
 class ResourceSampler(Background):
     """Reads the process tree under `root_pid` every 1/rate_hz seconds, in its own thread."""
 
@@ -199,6 +211,9 @@ class ResourceSampler(Background):
         self._last: dict[int, tuple[float, ProcessReading]] = {}
         """Each process's last reading, and when its threads were read (STILL_READ_EVERY_S)."""
         self._cmdlines: dict[int, tuple[str, list[str]]] = {}
+        self._files = OpenFiles()
+        self._tasks: dict[int, list[int]] = {}
+        """Each process's threads, as last listed."""
         self._monitor: MonitorCpu | None = None
         self._ranks: dict[int, tuple[str, tuple]] = {}
         self._cores = psutil.cpu_count() or 1
@@ -223,15 +238,20 @@ class ResourceSampler(Background):
             self._stopping.wait(next_at - time.monotonic())
         # One last reading so the final counters reach the model.
         self.sample_once()
+        self._files.close()
 
     def sample_once(self) -> None:
         now = time.time()
         root = self.root_pid
-        tree = {pid: None for pid in [root, *without_gradetop_pids(_descendants(root))]}
+        tree = {pid: None for pid in [root, *without_gradetop_pids(_descendants(root, self._files, self._tasks))]}
+        self._files.keep_only(tree)
+        for pid in [p for p in self._tasks if p not in tree]:
+            del self._tasks[pid]
         readings = []
         host = self._host_figures(set(self._born))
         for pid in [*tree, *(p for p in self._born if p not in tree)]:  # the tree, then those gone from it
-            read = read_process(pid, self._cmdlines, self._ranks, self._last.get(pid)) if pid in tree else None
+            read = (read_process(pid, self._cmdlines, self._ranks, self._last.get(pid), self._files, self._tasks)
+                    if pid in tree else None)
             reading = read[1] if read else None
             born = self._born.get(pid)
             if reading is not None and born is not None and abs(reading.create_time - born) > 0.01:
@@ -242,6 +262,8 @@ class ResourceSampler(Background):
                     self._last.pop(pid, None)
                     self._cmdlines.pop(pid, None)
                     self._ranks.pop(pid, None)
+                    self._tasks.pop(pid, None)
+                    self._files.forget(pid)
                     # The kernel's word (collectors.exits); now, a reading late at most, where it had none.
                     self.emit(ProcessEnded(pid, EXITS.exited_at(pid) or now, None))
                 if pid == root:
@@ -260,10 +282,12 @@ class ResourceSampler(Background):
         """The machine's busy CPU and gradetop's own (who else held the cores), for the root's reading.
         Read before the root is: once a workflow gradetop started is reaped, its CPU is gradetop's
         RUSAGE_CHILDREN (MonitorCpu), and the root can no longer be read to carry it."""
+        busy = host_busy_s(self._files)
+        if busy is None:
+            return {}
         try:
             if self._monitor is None:
                 self._monitor = MonitorCpu()
-            return {"host_busy_s": host_busy_s(), "host_cores": self._cores,
-                    "monitor_cpu_s": self._monitor.read(workflow)}
+            return {"host_busy_s": busy, "host_cores": self._cores, "monitor_cpu_s": self._monitor.read(workflow)}
         except (psutil.Error, OSError):
             return {}
