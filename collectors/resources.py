@@ -65,15 +65,13 @@ def read_process(pid: int, cmdlines: dict[int, tuple[str, list[str]]],
     stat = process_stat(pid, files)
     if stat is None:
         return None
+    if tasks is not None and len(tasks.get(pid, ())) != stat.num_threads:
+        tasks[pid] = task_ids(pid)
     if last is not None and last[1].cpu_s == stat.cpu_s and time.time() - last[0] < STILL_READ_EVERY_S:
         full_at, still = last
         threads, io = still.thread_times, (still.read_bytes, still.write_bytes)
     else:
-        tids = None
-        if tasks is not None:
-            tids = tasks.get(pid)
-            if tids is None or len(tids) != stat.num_threads:
-                tids = tasks[pid] = task_ids(pid)
+        tids = None if tasks is None else tasks[pid]
         threads, io, full_at = thread_times(pid, files, tids) or {}, io_bytes(pid, files), time.time()
         if tasks is not None and len(threads) < len(tids):  # one ended, and another may have begun in its place
             tids = tasks[pid] = task_ids(pid)
