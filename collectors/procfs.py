@@ -3,10 +3,10 @@
 Every function reads one small file (or a few), returns None (or Nones)
 where the kernel would not say (no such process, no schedstat, permission),
 and never raises for that. Those a sampler calls ten times a second take
-its OpenFiles (collectors.open_files), which reads a file kept open. Source files are read through the target's own root
-(`/proc/PID/root/...`, `/proc/PID/cwd/...` for relative paths) and then as
-the path is, so a process in a container is judged on its own files
-wherever gradetop runs.
+its OpenFiles (collectors.open_files), which reads files kept open. Source
+files are read through the target's own root (`/proc/PID/root/...`,
+`/proc/PID/cwd/...` for relative paths) and then as the path is, so a
+process in a container is judged on its own files wherever gradetop runs.
 
 Must never keep state, start processes, nor import psutil, textual or rich.
 """
@@ -85,10 +85,12 @@ def process_stat(pid: int, files: OpenFiles | None = None) -> ProcessStat | None
 def io_bytes(pid: int, files: OpenFiles | None = None) -> tuple[int, int] | None:
     """(bytes read, bytes written) from storage, as /proc/PID/io counts them; None where not allowed."""
     data = read_file(f"/proc/{pid}/io", files)
+    if data is None:
+        return None
     try:
         fields = dict(line.split(b": ") for line in data.splitlines() if b": " in line)
         return int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
-    except (AttributeError, ValueError, KeyError):
+    except (ValueError, KeyError):
         return None
 
 
@@ -126,10 +128,13 @@ def thread_times(pid: int, files: OpenFiles | None = None,
 
 def schedstat_ns(pid: int, tid: int, files: OpenFiles | None = None) -> tuple[int, int] | None:
     """(ns on a CPU, ns runnable but waiting for one) of a thread, or None where the kernel has no schedstat."""
+    data = read_file(f"/proc/{pid}/task/{tid}/schedstat", files)
+    if data is None:
+        return None
     try:
-        fields = read_file(f"/proc/{pid}/task/{tid}/schedstat", files).split()
+        fields = data.split()
         return int(fields[0]), int(fields[1])
-    except (AttributeError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
 
 
@@ -167,9 +172,10 @@ def descendants(pid: int, files: OpenFiles | None = None,
     while todo:
         parent = todo.pop()
         for tid in tasks(parent):
+            listed = read_file(f"/proc/{parent}/task/{tid}/children", files)
             try:
-                kids = [int(k) for k in read_file(f"/proc/{parent}/task/{tid}/children", files).split()]
-            except (AttributeError, ValueError):
+                kids = [int(k) for k in listed.split()] if listed else []
+            except ValueError:
                 continue
             found += kids
             todo += kids
@@ -179,10 +185,13 @@ def descendants(pid: int, files: OpenFiles | None = None,
 def host_busy_s(files: OpenFiles | None = None) -> float | None:
     """CPU seconds the whole machine was busy (not idle, not waiting for IO), cumulative, from the first
     line of /proc/stat (the fields psutil.cpu_times() sums); None where it cannot be read."""
+    data = read_file("/proc/stat", files)
+    if data is None:
+        return None
     try:
-        fields = [int(f) for f in read_file("/proc/stat", files).split(b"\n", 1)[0].split()[1:]]
+        fields = [int(f) for f in data.split(b"\n", 1)[0].split()[1:]]
         return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
-    except (AttributeError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
 
 
@@ -245,8 +254,10 @@ def source_line(pid: int, file: str, line: int) -> str | None:
 def _stat_fields(path: str, files: OpenFiles | None = None) -> list[str] | None:
     """The fields of a stat file after the command name (which may hold spaces and parentheses)."""
     data = read_file(path, files)
+    if data is None:
+        return None
     try:
         raw = data.decode(errors="replace")
         return raw[raw.rindex(")") + 2 :].split()
-    except (AttributeError, ValueError):
+    except ValueError:
         return None
