@@ -108,9 +108,8 @@ def thread_times(pid: int, files: OpenFiles | None = None,
     time, from schedstat where the kernel keeps it (else the CPU seconds). None if the process cannot be
     read; a thread that ended is left out."""
     if tids is None:
-        try:
-            tids = [int(name) for name in os.listdir(f"/proc/{pid}/task")]
-        except OSError:
+        tids = task_ids(pid)
+        if not tids:  # every process has a thread: it is gone
             return None
     times = {}
     for tid in tids:
@@ -204,12 +203,11 @@ def process_active_ns(pid: int) -> int | None:
     on a busy machine a thread that woke waits for a CPU first, and when it woke is told by what it has
     wanted since (run time alone put a wake 0.08 s late, and that time on the stack it slept in)."""
     total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+    tids = task_ids(pid)
+    if not tids:
         return None
     for tid in tids:
-        times = schedstat_ns(pid, int(tid))
+        times = schedstat_ns(pid, tid)
         if times is None:
             return None
         total += times[0] + times[1]
