@@ -117,8 +117,8 @@ class DirectReader:
         self._stacks: dict[int, int] = {}
         """Per thread: its last stack id."""
         self._ticks: list[float] = []
-        self._samples: dict[int, tuple[list[int], list[int]]] = {}
-        """Per thread, since the last batch: (tick indices, stack ids)."""
+        self._samples: dict[int, tuple[list[int], list[int], list[bool]]] = {}
+        """Per thread, since the last batch: (tick indices, stack ids, whether it ran since the tick before)."""
         self._t_start = 0.0
         self._period = 1.0 / rate_hz
         self._failed = 0
@@ -169,6 +169,7 @@ class DirectReader:
 
     def _read(self, now: float, first: bool) -> None:
         changed = self._changed()
+        new: list[int] = []
         self._unlisted += 1
         # The thread list is read again where a thread ran (only a running thread starts another), where
         # one cannot be watched, and every LIST_EVERY ticks (native code may give a thread of its own a
@@ -177,14 +178,19 @@ class DirectReader:
             self._unlisted = 0
             self.interpreter.new_round()
             threads = self.interpreter.threads()
+            new = [tid for tid, _ in threads if tid not in self._stats]
+            if new:
+                # A new thread's schedstat line is read before its state and stack: read after, a run in
+                # between (a process starting up, then asleep) would leave the stack it had before for good.
+                for tid in new:
+                    self._watch(tid)
+                threads = self.interpreter.threads()
             current = set()
             for tid, state in threads:
                 current.add(tid)
                 # A thread whose schedstat line did not move did not run: its stack stands.
-                if first or tid in changed or tid not in self._stats:
+                if first or tid in changed or tid in new or tid not in self._stats:
                     self._stacks[tid] = self._stack(state)
-                    if tid not in self._stats:
-                        self._watch(tid)
             for tid in set(self._stacks) - current:  # it ended
                 del self._stacks[tid]
                 self._unwatch(tid)
@@ -196,9 +202,10 @@ class DirectReader:
         self._ticks.append(now)
         k = len(self._ticks) - 1
         for tid, stack in self._stacks.items():
-            at, stacks = self._samples.setdefault(tid, ([], []))
+            at, stacks, ran = self._samples.setdefault(tid, ([], [], []))
             at.append(k)
             stacks.append(stack)
+            ran.append(tid in changed or tid in new or tid not in self._stats)  # new, unwatched: taken as ran
 
     def _changed(self) -> set[int]:
         """The threads whose schedstat line moved since the last tick, or that ended."""
@@ -252,7 +259,7 @@ class DirectReader:
             t_end = ended
         names = self.names.names
         threads = []
-        for tid, (at, stacks) in self._samples.items():
+        for tid, (at, stacks, ran) in self._samples.items():
             at_ = np.array(at, dtype=np.int64)
             keep = at_ < len(ticks)
             stack_of = np.array(stacks, dtype=np.int32)[keep]
@@ -262,7 +269,7 @@ class DirectReader:
             at_, stack_of = at_[keep][~empty], stack_of[~empty]
             if len(stack_of):
                 threads.append(ThreadSamples(self.pid, tid, names.get(tid, ""), ticks[at_], weights[at_],
-                                             stack_of=stack_of))
+                                             stack_of=stack_of, ran=np.array(ran, dtype=bool)[keep][~empty]))
         batch = StackBatch(self.pid, self._t_start, t_end, len(ticks), threads=threads, **self.ids.batch_fields())
         self._ticks, self._samples, self._t_start = [], {}, t_end
         self.batches += 1

@@ -100,10 +100,12 @@ class ActivitySplit:
         return known.astype(bool)
 
     def active_seconds(self, readings: dict[tuple[int, int], CounterReadings], threads: list[tuple[int, int]],
-                       counts: np.ndarray, times: np.ndarray, weights: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+                       counts: np.ndarray, times: np.ndarray, weights: np.ndarray, nodes: np.ndarray,
+                       ran: np.ndarray | None = None) -> np.ndarray:
         """Seconds of each sample of a window that its thread was running or runnable: its kernel counter
         (`readings`, per thread) says how many, its stacks where. The threads' samples lie one after the
-        other, `counts` each."""
+        other, `counts` each. Where the sampler saw a thread not run since its tick before (`ran` False:
+        collectors.direct reads every thread's schedstat at every tick), the sample is idle."""
         half = weights / 2.0
         begins, ends = times - half, times + half
         firsts = np.cumsum(counts) - counts
@@ -132,6 +134,10 @@ class ActivitySplit:
             axis.append(rt + shift[k])
             counter.append(rc)
             placed += rt[-1] - rt[0] + 1.0
+        if ran is not None:
+            # An idle tick holds none of the counter's seconds: the others share them. (The counter is read at
+            # 10 Hz; a thread's start-up before its first sample spread over the sleep after it.)
+            weights = np.where(ran, weights, 0.0).astype(np.float32)
         if not axis:
             return weights.astype(np.float32)
         which = np.repeat(np.arange(len(threads)), counts)

@@ -215,7 +215,8 @@ class Profile:
             ended = self._thread_ended.get((ts.pid, ts.tid))
             if ended is not None and len(ts.times) and ts.times[-1] >= ended:
                 keep = ts.times < ended
-                ts = replace(ts, times=ts.times[keep], weights=ts.weights[keep], stack_of=ts.stack_of[keep])
+                ts = replace(ts, times=ts.times[keep], weights=ts.weights[keep], stack_of=ts.stack_of[keep],
+                             ran=None if ts.ran is None else ts.ran[keep])
             if len(ts.times) == 0:
                 continue
             nodes = node_of[ts.stack_of]
@@ -237,10 +238,12 @@ class Profile:
             weights = np.concatenate([ts.weights for ts, _ in parts])
             nodes = np.concatenate([nodes for _, nodes in parts])
             threads = [(ts.pid, ts.tid) for ts, _ in parts]
+            ran = (None if all(ts.ran is None for ts, _ in parts) else
+                   np.concatenate([np.ones(len(ts.times), bool) if ts.ran is None else ts.ran for ts, _ in parts]))
             rows = {"t": times,
                     "w": weights,
                     "active": self._activity.active_seconds(self._recent_active, threads, counts, times, weights,
-                                                            nodes),
+                                                            nodes, ran),
                     "n": np.ones(len(times), dtype=np.uint32),
                     "stack": nodes,
                     "pid": np.repeat(np.array([pid for pid, _ in threads], dtype=np.int32), counts),

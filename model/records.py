@@ -31,6 +31,9 @@ class ThreadSamples:
     into its own `stacks` and leaves this None."""
     stack_of: np.ndarray | None = None
     """Each sample's stack: its id in the batch's stacks (int32)."""
+    ran: np.ndarray | None = None
+    """Where the sampler knows it (bool, per sample): whether the thread ran, or waited for a CPU, since the
+    tick before. One that did not is idle, whatever the 10 Hz counter's spread says of its interval."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,6 +192,7 @@ def test_a_waiting_thread_keeps_its_stack_at_every_tick_without_a_walk(python):
         stack = batch.stacks[samples.stack_of[0] - batch.first_stack]
         assert [batch.frames[f - batch.first_frame][0] for f in stack][-1] == "Napper.nap"
         assert walks <= 2  # asleep: its schedstat line did not move
+        assert samples.ran.sum() <= 2, "and its samples say it did not run: idle, whatever the counter's spread"
     finally:
         proc.kill()
         proc.wait()

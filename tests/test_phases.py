@@ -688,6 +688,30 @@ def test_active_seconds_add_up_to_what_the_kernel_counted():
     assert float(tl.active.sum()) == pytest.approx(0.6, abs=0.02)
 
 
+@pytest.mark.parametrize("seen_idle", [False, True])
+def test_a_start_up_before_the_first_sample_is_not_spread_over_the_sleep_after_it(seen_idle):
+    # A thread ran 0.3 s (a process starting, runnable on a busy machine) between two readings 0.5 s apart,
+    # then slept; its samples begin after its start-up, all in time.sleep. The counter's spread puts part of
+    # the start-up on the sleep. A sampler that saw the thread not run since each tick before
+    # (collectors.direct: ran False) says the sleep was idle.
+    profile = Profile(ProfileMeta(host="test", start_time=T0, target_pid=1))
+    for k, active in enumerate([0.0, 0.3, 0.3]):
+        profile.ingest(ResourceBatch(T0 + 0.5 * k, [ProcessReading(
+            pid=1, ppid=0, name="python", cmdline=["python"], create_time=T0 - 1, status="sleeping",
+            cpu_s=active, rss=1, read_bytes=0, write_bytes=0, num_threads=1, thread_times={1: (active, active)})]))
+    times = T0 + 0.305 + 0.01 * np.arange(70)  # 0.3 s to 1.0 s
+    weights = np.full(70, 0.01, dtype=np.float32)
+    frames = [("<module>", "sleeper.py", 14), ("sleep", "<built-in>", 0)]
+    ran = np.zeros(70, dtype=bool) if seen_idle else None
+    profile.ingest(StackBatch(1, T0 + 0.3, T0 + 1.0, 70, frames,
+                              [ThreadSamples(1, 1, "MainThread", times, weights, [(0, 1)] * 70, ran=ran)]))
+    active = float(profile.timeline.active.sum())
+    if seen_idle:
+        assert active == 0.0
+    else:
+        assert active > 0.0  # what the 10 Hz counter alone says: part of the start-up lands on the sleep
+
+
 @pytest.mark.xfail(strict=True, reason="cost of a phase shorter than a compaction bucket: the bucket's samples count "
                                        "whole for the phase holding the bucket's middle (active 1 s in 0.25 s) while "
                                        "CPU counters are cut by time, so a thread that ran all along reads CPU-starved")
